@@ -1,0 +1,236 @@
+"""Artifact I/O: schema-checked YAML and numpy arrays, always written atomically.
+
+Every YAML artifact starts with ``schema: posecap/<name>@<version>``. Readers check the name and
+refuse versions newer than they understand. YAML is read with ``yaml.safe_load`` only and written
+as plain lists, numbers and strings (numpy values are converted first).
+
+Every write goes to a temporary file in the destination folder and is moved into place with
+``os.replace``, so a killed process never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from pipeline.errors import ArtifactError
+
+SCHEMA_PREFIX = "posecap/"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success move it onto ``path``.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    ``suffix`` defaults to the destination's suffix (so writers that pick a format by
+    extension, such as ``cv2.VideoWriter``, see the right one).
+    """
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{dest.name}.tmp-", suffix=dest.suffix if suffix is None else suffix, dir=dest.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise ArtifactError(f"{dest}: writer produced no file")
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def to_plain(value: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and Paths into plain YAML-safe Python values."""
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float) and value != value:  # NaN stays a float; YAML writes .nan
+        return value
+    return value
+
+
+def _schema_tag(name: str, version: int) -> str:
+    return f"{SCHEMA_PREFIX}{name}@{version}"
+
+
+def parse_schema(text: str) -> tuple[str, int]:
+    """Split ``"rig@1"`` or ``"posecap/rig@1"`` into ``("rig", 1)``."""
+    body = text[len(SCHEMA_PREFIX):] if text.startswith(SCHEMA_PREFIX) else text
+    name, sep, version = body.partition("@")
+    if not sep or not version.isdigit() or not name:
+        raise ValueError(f"bad schema string {text!r}; expected 'posecap/<name>@<version>'")
+    return name, int(version)
+
+
+def dump_yaml_text(data: Mapping[str, Any]) -> str:
+    """Render a mapping as block-style YAML with plain types, keys in insertion order."""
+    return yaml.safe_dump(to_plain(dict(data)), sort_keys=False, default_flow_style=None, width=100)
+
+
+def write_yaml(path: str | os.PathLike, data: Mapping[str, Any], schema: str) -> None:
+    """Write ``data`` as a YAML artifact whose first field is ``schema: posecap/<schema>``.
+
+    ``schema`` is ``"<name>@<version>"``, e.g. ``"rig@1"``.
+    """
+    name, version = parse_schema(schema)
+    body = {"schema": _schema_tag(name, version)}
+    body.update({k: v for k, v in data.items() if k != "schema"})
+    write_bytes(path, dump_yaml_text(body).encode("utf-8"))
+
+
+def load_yaml_file(path: str | os.PathLike) -> Any:
+    """``yaml.safe_load`` a file, turning I/O and syntax errors into one-line ArtifactErrors."""
+    p = Path(path)
+    if not p.is_file():
+        raise ArtifactError(f"{p}: file not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{p}: cannot read ({exc.__class__.__name__}: {exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ArtifactError(f"{p}: invalid YAML{line}; fix the syntax or regenerate it") from None
+
+
+def read_yaml(path: str | os.PathLike, schema: str) -> dict[str, Any]:
+    """Read a YAML artifact and check its ``schema`` field.
+
+    ``schema`` is ``"<name>@<max_version>"``: the file must carry the same name and a version
+    between 1 and ``max_version``. Returns the mapping (including ``schema``).
+    """
+    name, max_version = parse_schema(schema)
+    p = Path(path)
+    data = load_yaml_file(p)
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{p}: expected a YAML mapping at the top level, got {type(data).__name__}")
+    found = data.get("schema")
+    if not isinstance(found, str):
+        raise ArtifactError(
+            f"{p}: field 'schema' missing or not a string; expected '{_schema_tag(name, max_version)}'"
+        )
+    try:
+        found_name, found_version = parse_schema(found)
+    except ValueError:
+        raise ArtifactError(
+            f"{p}: field 'schema' is {found!r}; expected '{_schema_tag(name, max_version)}'"
+        ) from None
+    if found_name != name:
+        raise ArtifactError(
+            f"{p}: field 'schema' is {found!r}; expected a '{name}' artifact "
+            f"('{_schema_tag(name, max_version)}')"
+        )
+    if found_version > max_version:
+        raise ArtifactError(
+            f"{p}: field 'schema' is {found!r}, newer than this posecap understands "
+            f"(up to @{max_version}); upgrade posecap"
+        )
+    return data
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    """Write arrays to an uncompressed ``.npz`` atomically."""
+    buf = io.BytesIO()
+    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    write_bytes(path, buf.getvalue())
+
+
+def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write one array to ``.npy`` atomically."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    write_bytes(path, buf.getvalue())
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """What an array in an artifact must look like.
+
+    ``shape`` holds one entry per dimension: an int for a fixed size, ``None`` for any size,
+    or a string naming a size that must agree across arrays of the same file (e.g. ``"T"``).
+    ``kind`` is a numpy dtype kind string: ``"f"`` float, ``"iu"`` integer, ``"b"`` bool.
+    """
+
+    shape: tuple[int | str | None, ...]
+    kind: str = "f"
+    finite_or_nan: bool = True  # floats may hold NaN (missing) but never +-inf
+
+
+def read_npz(path: str | os.PathLike, specs: Mapping[str, ArraySpec] | None = None,
+             optional: Mapping[str, ArraySpec] | None = None) -> dict[str, np.ndarray]:
+    """Load an ``.npz`` (no pickles) and check each named array against its spec.
+
+    Returns a dict of all arrays in the file. Raises ArtifactError naming the file, the array,
+    and what was expected.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ArtifactError(f"{p}: file not found")
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except Exception as exc:  # noqa: BLE001 - any decode failure is a corrupt artifact
+        raise ArtifactError(f"{p}: not a readable .npz file ({exc.__class__.__name__}); regenerate it") from None
+    sizes: dict[str, int] = {}
+    all_specs = dict(specs or {})
+    for key in all_specs:
+        if key not in arrays:
+            raise ArtifactError(f"{p}: array '{key}' missing; found {sorted(arrays)}")
+    for key, spec in (optional or {}).items():
+        if key in arrays:
+            all_specs[key] = spec
+    for key, spec in all_specs.items():
+        check_array(arrays[key], spec, f"{p}: array '{key}'", sizes)
+    return arrays
+
+
+def check_array(arr: np.ndarray, spec: ArraySpec, where: str, sizes: dict[str, int] | None = None) -> None:
+    """Check ``arr`` against ``spec``; named sizes are recorded in / checked against ``sizes``."""
+    sizes = {} if sizes is None else sizes
+    want = "(" + ", ".join("*" if s is None else str(s) for s in spec.shape) + ")"
+    if arr.ndim != len(spec.shape):
+        raise ArtifactError(f"{where} has shape {arr.shape}; expected {want}")
+    for dim, (got, exp) in enumerate(zip(arr.shape, spec.shape)):
+        if isinstance(exp, int) and got != exp:
+            raise ArtifactError(f"{where} has shape {arr.shape}; expected {want} (dim {dim})")
+        if isinstance(exp, str):
+            if exp in sizes and sizes[exp] != got:
+                raise ArtifactError(
+                    f"{where} has shape {arr.shape}; size {exp} should be {sizes[exp]} as in the other arrays"
+                )
+            sizes.setdefault(exp, got)
+    if arr.dtype.kind not in spec.kind:
+        raise ArtifactError(f"{where} has dtype {arr.dtype}; expected kind '{spec.kind}'")
+    if spec.finite_or_nan and arr.dtype.kind == "f" and np.isinf(arr).any():
+        raise ArtifactError(f"{where} contains +-inf; use NaN for missing values")
