@@ -7,11 +7,13 @@ stage that will rerun. The lock entry of a stage is written only after it succee
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -70,6 +72,23 @@ def _flat(d: Any, prefix: str) -> dict[str, Any]:
             out.update(_flat(v, f"{prefix}.{k}"))
         return out
     return {prefix: d}
+
+
+@contextlib.contextmanager
+def session_run_lock(session_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the session while stages run, so two runs never interleave."""
+    lock_dir = session_dir / ".posecap"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "run.lock", "a+") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PosecapError(f"{session_dir}: another posecap run is working on this session; "
+                               "wait for it to finish or stop it") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 class Runner:
@@ -165,6 +184,10 @@ class Runner:
                     who = self.dag.producers(p)
                     hint = f"run stage '{who[0]}' first" if who else "check the config and the session folder"
                     raise DagError(f"stage '{name}' needs {node.rel(p)}, which does not exist; {hint}")
+        with session_run_lock(self.session_dir):
+            return self._run_selected(selected, force, on_error)
+
+    def _run_selected(self, selected: list[str], force: Sequence[str], on_error: str) -> RunReport:
         report = RunReport()
         rerun: set[str] = set()
         for name in selected:

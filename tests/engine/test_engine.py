@@ -151,3 +151,18 @@ def test_unchanged_files_are_not_rehashed(tmp_path):
     runner = _runner(cfg)
     runner.status()
     assert runner.lock.cache.hashed_bytes == 0
+
+
+def test_two_runs_on_one_session_do_not_interleave(tmp_path):
+    import fcntl
+
+    from pipeline.errors import PosecapError
+
+    cfg = _session(tmp_path)
+    runner = _runner(cfg)
+    (tmp_path / "session/.posecap").mkdir(parents=True, exist_ok=True)
+    with open(tmp_path / "session/.posecap/run.lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(PosecapError, match="another posecap run is working on this session"):
+            runner.run()
+    assert runner.run().ran == ["make", "total", "report"]
