@@ -55,6 +55,7 @@ class RunReport:
     skipped_up_to_date: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped_dependents: dict[str, str] = field(default_factory=dict)
+    blocked: dict[str, str] = field(default_factory=dict)  # inputs missing and produced by no stage
 
     @property
     def ok(self) -> bool:
@@ -170,6 +171,9 @@ class Runner:
             force: stage names to rerun regardless of the lock, or ``["all"]``.
             until: run this stage and the stages it depends on.
             only: run just this stage; its inputs must already exist.
+            A stage (in a full run) whose input inside the session does not exist and that no
+            stage produces is reported in ``RunReport.blocked`` and skipped with its dependents; with ``only`` or
+            ``until`` that is a DagError.
             on_error: ``fail`` stops at the first failing stage; ``skip-dependents`` skips the
                 stages downstream of a failure and carries on with the rest.
         """
@@ -177,24 +181,35 @@ class Runner:
             if f != "all":
                 self.dag.check_name(f)
         selected = self.select(until, only)
+        blocked: dict[str, str] = {}
         for name in selected:
             node = self.dag.nodes[name]
             for p in node.inputs:
                 if not p.exists() and not any(s in selected for s in self.dag.producers(p)):
                     who = self.dag.producers(p)
                     hint = f"run stage '{who[0]}' first" if who else "check the config and the session folder"
-                    raise DagError(f"stage '{name}' needs {node.rel(p)}, which does not exist; {hint}")
+                    message = f"stage '{name}' needs {node.rel(p)}, which does not exist; {hint}"
+                    outside = self.session_dir not in p.parents
+                    if only is not None or until is not None or outside:
+                        raise DagError(message)
+                    blocked.setdefault(name, message)
         with session_run_lock(self.session_dir):
-            return self._run_selected(selected, force, on_error)
+            return self._run_selected(selected, force, on_error, blocked)
 
-    def _run_selected(self, selected: list[str], force: Sequence[str], on_error: str) -> RunReport:
+    def _run_selected(self, selected: list[str], force: Sequence[str], on_error: str,
+                      blocked: dict[str, str]) -> RunReport:
         report = RunReport()
         rerun: set[str] = set()
         for name in selected:
-            blocked_by = sorted(d for d in self.dag.deps[name] if d in report.failed or d in report.skipped_dependents)
+            if name in blocked:
+                report.blocked[name] = blocked[name]
+                log.warning("%s: not run: %s", name, blocked[name])
+                continue
+            blocked_by = sorted(d for d in self.dag.deps[name]
+                                if d in report.failed or d in report.skipped_dependents or d in report.blocked)
             if blocked_by:
-                report.skipped_dependents[name] = f"upstream `{blocked_by[0]}` failed"
-                log.warning("%s: skipped, upstream `%s` failed", name, blocked_by[0])
+                report.skipped_dependents[name] = f"upstream `{blocked_by[0]}` did not run"
+                log.warning("%s: skipped, upstream `%s` did not run", name, blocked_by[0])
                 continue
             st = self.own_status(name)
             forced = "all" in force or name in force

@@ -50,7 +50,9 @@ def test_missing_producer_is_reported_by_name(tmp_path):
     runner = Runner([lonely], config, tmp_path)
     assert runner.status()[0].state == State.BLOCKED
     with pytest.raises(DagError, match=r"stage 'lonely' needs nowhere/input.yaml, which does not exist"):
-        runner.run()
+        runner.run(only="lonely")
+    report = runner.run()
+    assert report.ran == [] and "nowhere/input.yaml" in report.blocked["lonely"]
 
 
 def test_second_run_runs_nothing(tmp_path):
@@ -132,7 +134,7 @@ def test_skip_dependents_goes_on_with_the_rest(tmp_path):
     cfg = _session(tmp_path)
     report = _runner(cfg, [toy.MAKE, failing, toy.REPORT]).run(on_error="skip-dependents")
     assert report.ran == ["make"] and "total" in report.failed
-    assert report.skipped_dependents == {"report": "upstream `total` failed"}
+    assert report.skipped_dependents == {"report": "upstream `total` did not run"}
 
 
 def test_corrupt_lock_is_a_cache_miss_with_warning(tmp_path, caplog):
