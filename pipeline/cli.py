@@ -92,10 +92,28 @@ def cmd_defaults(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_synth(args: argparse.Namespace) -> int:
-    from pipeline.synth.cli import main as synth_main
+# commands with their own argument parsers: `posecap NAME ARGS...` calls MODULE.main(ARGS)
+DELEGATED: dict[str, tuple[str, str]] = {
+    "synth": ("pipeline.synth.cli", "generate a synthetic capture session with ground truth"),
+}
 
-    return int(synth_main(args.synth_args) or 0)
+
+def _delegate(argv: list[str]) -> int | None:
+    """Run a delegated command if ``argv`` names one (after global flags); else None."""
+    i = 0
+    while i < len(argv) and argv[i] in ("-v", "--verbose", "-q", "--quiet"):
+        i += 1
+    if i >= len(argv) or argv[i] not in DELEGATED:
+        return None
+    _setup_logging(1 if "-v" in argv[:i] or "--verbose" in argv[:i] else -1 if argv[:i] else 0)
+    import importlib
+
+    module = importlib.import_module(DELEGATED[argv[i]][0])
+    try:
+        return int(module.main(argv[i + 1:]) or 0)
+    except PosecapError as exc:
+        print(f"posecap: error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -141,10 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("defaults", help="print every param of every stage with its default (default.yaml)")
     p.set_defaults(func=cmd_defaults)
 
-    p = sub.add_parser("synth", help="generate a synthetic capture session with ground truth",
-                       add_help=False)
-    p.add_argument("synth_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_synth)
+    for name, (_, summary) in DELEGATED.items():
+        sub.add_parser(name, help=f"{summary} (`posecap {name} -h` for its options)", add_help=False)
 
     p = sub.add_parser("demo", help="run the whole pipeline on the built-in sample and compare with ground truth")
     p.add_argument("dir", nargs="?", default="posecap-demo", help="folder to work in (default: ./posecap-demo)")
@@ -160,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    delegated = _delegate(argv)
+    if delegated is not None:
+        return delegated
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "config"):

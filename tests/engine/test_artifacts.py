@@ -63,3 +63,13 @@ def test_npz_specs(tmp_path):
     p.write_bytes(b"not a zip")
     with pytest.raises(ArtifactError, match="not a readable .npz"):
         read_npz(p, spec)
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    p = tmp_path / "r.yaml"
+    write_yaml(p, {"a": 1}, "x@1")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == (0o666 & ~mask)

@@ -1,0 +1,148 @@
+"""The synthetic scene: everything a session holds, drawn deterministically from one seed.
+
+:func:`build_scene` turns :class:`SynthOptions` into the rig, the recording layouts, the board
+trajectories and the people's motion. Random draws happen in a fixed order from one generator,
+so the same options always give the same scene.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.synth.board import BoardPose, BoardSpec
+from pipeline.synth.camera import CameraModel
+from pipeline.synth.mosaic import MosaicLayout, quad_layout, side_by_side_layout
+from pipeline.synth.people import PersonParams, people_points, sample_people
+from pipeline.synth.rig import QUAD_CAMERAS, STEREO_CAMERAS, cameras_from_mapping, rig_to_mapping, sample_rig
+from pipeline.synth.sweeps import extrinsic_sweep, intrinsic_sweep
+
+RECORDINGS = ("intrinsics", "extrinsics", "capture")
+CODECS = {"ffv1": ("FFV1", ".avi"), "mjpg": ("MJPG", ".avi"), "mp4v": ("mp4v", ".mp4")}
+
+
+@dataclass(frozen=True)
+class SynthOptions:
+    """What to generate. Every field has a default; the defaults build ``calib_data/``."""
+
+    seed: int = 0
+    tile_size: tuple[int, int] = (560, 420)
+    separator_px: int = 3
+    odd_tiles: bool = True
+    fps: float = 30.0
+    intrinsics_frames: int = 30
+    extrinsics_frames: int = 54
+    capture_frames: int = 60
+    people: int = 2
+    board: str = "checkerboard"
+    inner_corners: tuple[int, int] = (9, 6)
+    square_size_m: float = 0.04
+    marker_size_m: float = 0.03
+    codec: str = "mp4v"
+    supersample: int = 2
+    noise_sigma: float = 1.5
+    blur_sigma: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.codec not in CODECS:
+            raise ValueError(f"codec must be one of {', '.join(CODECS)}; got {self.codec!r}")
+        if self.board not in ("checkerboard", "charuco"):
+            raise ValueError(f"board must be 'checkerboard' or 'charuco'; got {self.board!r}")
+        if not 1 <= self.people <= 3:
+            raise ValueError(f"people must be 1..3; got {self.people}")
+        for name in ("intrinsics_frames", "extrinsics_frames", "capture_frames"):
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name} must be >= 2; got {getattr(self, name)}")
+        if self.codec == "mp4v" and (self.separator_px + (1 if self.odd_tiles else 0)) % 2:
+            raise ValueError("mp4v needs even frame sizes: use an odd separator_px with odd_tiles, "
+                             "else an even one")
+        if self.codec == "mp4v" and self.tile_size[0] % 2:
+            raise ValueError(f"mp4v needs an even tile width (side-by-side stereo); got {self.tile_size[0]}")
+        if min(self.tile_size) < 64:
+            raise ValueError(f"tile_size must be at least 64x64; got {self.tile_size}")
+
+    @property
+    def board_spec(self) -> BoardSpec:
+        return BoardSpec(self.board, tuple(self.inner_corners), self.square_size_m, self.marker_size_m)
+
+    @property
+    def video_ext(self) -> str:
+        return CODECS[self.codec][1]
+
+    def frames(self, recording: str) -> int:
+        return int(getattr(self, f"{recording}_frames"))
+
+    def to_mapping(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_mapping(cls, data: dict) -> SynthOptions:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names - {"schema"}
+        if unknown:
+            raise ValueError(f"unknown synth options: {sorted(unknown)}")
+        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+        return cls(**kw)
+
+
+@dataclass
+class Scene:
+    """A drawn scene.
+
+    Attributes:
+        options: what it was built from.
+        cameras: name -> ground-truth camera (cam0..cam3, stereo_l, stereo_r).
+        layouts: ``"quad"`` / ``"stereo"`` -> recording layout.
+        boards: recording (intrinsics, extrinsics) -> camera -> per-frame board pose.
+        people: the people's bodies and paths.
+        points: (T, P, len(POINTS), 3) body points during the capture, world metres.
+        start_times: recording -> wall-clock start (for the burned-in timestamp).
+    """
+
+    options: SynthOptions
+    cameras: dict[str, CameraModel]
+    layouts: dict[str, MosaicLayout]
+    boards: dict[str, dict[str, list[BoardPose]]]
+    people: list[PersonParams]
+    points: np.ndarray
+    start_times: dict[str, _dt.datetime] = field(default_factory=dict)
+
+    def camera_index(self, name: str) -> int:
+        return list(self.cameras).index(name)
+
+
+def build_scene(options: SynthOptions) -> Scene:
+    """Draw the whole scene for ``options`` (deterministic for ``options.seed``)."""
+    rng = np.random.default_rng(options.seed)
+    w, h = options.tile_size
+    quad = quad_layout(QUAD_CAMERAS, (w, h), options.separator_px, options.odd_tiles)
+    stereo = side_by_side_layout(STEREO_CAMERAS, (w, h))
+    quad_sizes = [quad.tile_size(c) for c in QUAD_CAMERAS]
+    cams = sample_rig(rng, quad_sizes, (w, h))
+    # Round-trip through the rig.yaml mapping so renders use exactly the written numbers.
+    cameras = {c.name: c for c in cameras_from_mapping(rig_to_mapping(cams))}
+    spec = options.board_spec
+    n_int, n_ext = options.intrinsics_frames, options.extrinsics_frames
+    intr: dict[str, list[BoardPose]] = {}
+    for name in QUAD_CAMERAS:
+        intr[name] = intrinsic_sweep(rng, cameras[name], spec, n_int)
+    body = 0.5 * (cameras["stereo_l"].center_world + cameras["stereo_r"].center_world)
+    stereo_poses = intrinsic_sweep(rng, cameras["stereo_l"], spec, n_int, center_world=body)
+    intr["stereo_l"] = intr["stereo_r"] = stereo_poses
+    groups = [("cam0", "cam1"), ("cam1", "cam2"), ("cam2", "cam3"), ("cam3", "cam0"), ("cam1", "stereo_l"),
+              ("cam0", "cam1"), ("cam1", "cam2"), ("cam2", "cam3"), ("cam3", "cam0"), ("cam0", "stereo_l")]
+    ext_poses = extrinsic_sweep(rng, cameras, spec, n_ext, groups)
+    ext = {name: ext_poses for name in cameras}
+    people = sample_people(rng, options.people)
+    points = people_points(people, options.capture_frames, options.fps)
+    base = _dt.datetime(2024, 3, 14, 9, 30, 0) + _dt.timedelta(seconds=int(rng.integers(0, 3600)))
+    starts = {
+        "intrinsics": base,
+        "extrinsics": base + _dt.timedelta(seconds=95),
+        "capture": base + _dt.timedelta(seconds=240),
+    }
+    return Scene(options, cameras, {"quad": quad, "stereo": stereo}, {"intrinsics": intr, "extrinsics": ext},
+                 people, points, starts)
