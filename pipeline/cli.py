@@ -74,10 +74,13 @@ def cmd_dag(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    session = Path(args.session_dir)
+    session = Path(args.session_dir).resolve()
+    runner = _runner(args, session_dir=str(session))
     if not session.is_dir():
-        raise PosecapError(f"{session}: session folder not found; pass a folder laid out as in the README")
-    runner = _runner(args, session_dir=str(session.resolve()))
+        node = runner.dag.nodes[args.stage]
+        if any(session in p.parents for p in node.inputs):
+            raise PosecapError(f"{session}: session folder not found; pass a folder laid out as in the README")
+        session.mkdir(parents=True)  # a first stage (crop) reads only external inputs: start the session
     report = runner.run(force=[args.stage] if args.force else (), only=args.stage)
     if report.skipped_up_to_date:
         log.info("%s is up to date (use --force to rerun)", args.stage)

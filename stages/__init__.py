@@ -9,10 +9,14 @@ from __future__ import annotations
 import importlib
 
 # stage name -> (module, one-line summary); the DAG order comes from declared paths, not from here
-STAGE_MODULES: dict[str, tuple[str, str]] = {}
+STAGE_MODULES: dict[str, tuple[str, str]] = {
+    "crop": ("stages.crop", "mosaic / side-by-side / per-camera recordings -> streams + session.yaml"),
+    "triangulate": ("stages.triangulate", "multi-view 3D skeletons for several people, tracked over time"),
+}
 
 # section name -> "module:ClassName"
-SHARED_SECTIONS: dict[str, str] = {}
+SHARED_SECTIONS: dict[str, str] = {
+}
 
 
 def load_stages(names: list[str] | None = None) -> list:

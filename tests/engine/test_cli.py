@@ -56,3 +56,34 @@ def test_config_that_is_not_a_mapping(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("just a string\n")
     assert_one_line_error(posecap("dag", str(cfg)), "expected a YAML mapping")
+
+
+def _crop_config(tmp_path: Path, crop: dict) -> Path:
+    cfg = tmp_path / "posecap.yaml"
+    cfg.write_text(yaml.safe_dump({"session_dir": "session", "crop": crop}))
+    return cfg
+
+
+def test_unknown_stage_key_suggests_closest(tmp_path):
+    cfg = _crop_config(tmp_path, {"codc": "png"})
+    assert_one_line_error(posecap("run", str(cfg)), str(cfg), "unknown key 'crop.codc'", "did you mean 'crop.codec'")
+
+
+def test_wrong_type_names_key_type_and_value(tmp_path):
+    cfg = _crop_config(tmp_path, {"jpeg_quality": "high"})
+    assert_one_line_error(posecap("run", str(cfg)), "key 'crop.jpeg_quality' expects int, got 'high' (str)")
+
+
+def test_missing_input_file_named_in_config(tmp_path):
+    cfg = _crop_config(tmp_path, {"recordings": {"capture": {"kind": "capture", "sources": [
+        {"path": "raw/quad.avi", "grid": [2, 2], "cameras": ["a", "b", "c", "d"]}]}}})
+    assert_one_line_error(posecap("run", str(cfg)), "stage 'crop' needs", "raw/quad.avi", "which does not exist")
+
+
+def test_stage_command_on_missing_session_folder(tmp_path):
+    assert_one_line_error(posecap("triangulate", str(tmp_path / "nope")), "session folder not found")
+
+
+def test_stage_command_with_missing_input(tmp_path):
+    (tmp_path / "s").mkdir()
+    assert_one_line_error(posecap("triangulate", str(tmp_path / "s")), "stage 'triangulate' needs calib/rig.yaml")
