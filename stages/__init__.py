@@ -11,11 +11,13 @@ import importlib
 # stage name -> (module, one-line summary); the DAG order comes from declared paths, not from here
 STAGE_MODULES: dict[str, tuple[str, str]] = {
     "crop": ("stages.crop", "mosaic / side-by-side / per-camera recordings -> streams + session.yaml"),
+    "calibrate_intrinsics": ("stages.calibrate_intrinsics", "per-camera lens calibration from board sweeps"),
     "triangulate": ("stages.triangulate", "multi-view 3D skeletons for several people, tracked over time"),
 }
 
 # section name -> "module:ClassName"
 SHARED_SECTIONS: dict[str, str] = {
+    "board": "pipeline.calibration.board:BoardConfig",
 }
 
 

@@ -1,0 +1,1 @@
+"""Camera calibration: board detection, intrinsics, stereo pairs and whole-rig bundle adjustment."""
