@@ -47,7 +47,7 @@ class Dag:
     deps: dict[str, frozenset[str]]  # stage -> stages it reads from
 
     def order(self) -> list[str]:
-        """Stage names in dependency order (ties broken by declaration order)."""
+        """Stage names in dependency order; among ready stages, the earliest declared goes first."""
         sorter = graphlib.TopologicalSorter({n: sorted(d) for n, d in self.deps.items()})
         try:
             sorter.prepare()
@@ -56,10 +56,13 @@ class Dag:
             raise DagError(f"stage graph has a cycle: {cycle}; fix the stages' declared inputs/outputs") from None
         rank = {n: i for i, n in enumerate(self.nodes)}
         out: list[str] = []
+        pool: set[str] = set()
         while sorter.is_active():
-            ready = sorted(sorter.get_ready(), key=rank.__getitem__)
-            out.extend(ready)
-            sorter.done(*ready)
+            pool.update(sorter.get_ready())
+            first = min(pool, key=rank.__getitem__)  # among ready stages, the earliest declared
+            pool.discard(first)
+            out.append(first)
+            sorter.done(first)
         return out
 
     def ancestors(self, name: str) -> set[str]:
