@@ -99,6 +99,10 @@ def cmd_defaults(args: argparse.Namespace) -> int:
 DELEGATED: dict[str, tuple[str, str]] = {
     "synth": ("pipeline.synth.cli", "generate a synthetic capture session with ground truth"),
     "view": ("pipeline.visualization.viewer", "interactive 3D playback of a session (needs a display)"),
+    "rig-import": ("pipeline.calibration.rig_cli:import_main",
+                   "convert an anipose / Pose2Sim / EasyMocap calibration into calib/rig.yaml"),
+    "rig-export": ("pipeline.calibration.rig_cli:export_main",
+                   "write calib/rig.yaml as anipose / Pose2Sim / EasyMocap calibration files"),
 }
 
 
@@ -112,9 +116,10 @@ def _delegate(argv: list[str]) -> int | None:
     _setup_logging(1 if "-v" in argv[:i] or "--verbose" in argv[:i] else -1 if argv[:i] else 0)
     import importlib
 
-    module = importlib.import_module(DELEGATED[argv[i]][0])
+    module_name, _, func_name = DELEGATED[argv[i]][0].partition(":")
+    entry = getattr(importlib.import_module(module_name), func_name or "main")
     try:
-        return int(module.main(argv[i + 1:]) or 0)
+        return int(entry(argv[i + 1:]) or 0)
     except PosecapError as exc:
         print(f"posecap: error: {exc}", file=sys.stderr)
         return exc.exit_code

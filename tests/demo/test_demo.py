@@ -27,6 +27,9 @@ def test_demo_runs_and_reports_against_ground_truth(tmp_path):
     assert re.search(r"crop\s+18 tiles, max crop-rectangle error 0 px", out), out
     focal = [float(x) for x in re.findall(r"focal error ([\d.]+) %", out)]
     assert len(focal) == 6 and max(focal) < 0.5, out
+    centres = [float(x) for x in re.findall(r"centre error ([\d.]+) mm", out)]
+    rotations = [float(x) for x in re.findall(r"rotation error ([\d.]+) deg", out)]
+    assert len(centres) == 6 and max(centres) < 10.0 and max(rotations) < 0.2, out
     # a second run finds everything up to date and reruns nothing
     again = subprocess.run([sys.executable, "-m", "pipeline.cli", "-q", "demo", str(work)],
                            capture_output=True, text=True, timeout=600)
