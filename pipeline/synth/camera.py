@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+
+from pipeline.geometry.camera import cam_to_pixels, pad_dist, undistort_pixels
 
 
 @dataclass(frozen=True)
@@ -89,59 +90,12 @@ def _check_points(points: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def distort_normalized(xy: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """Apply the OpenCV radial-tangential model to ``(..., 2)`` normalized coordinates.
-
-    ``x' = x (1 + k1 r² + k2 r⁴ + k3 r⁶) + 2 p1 x y + p2 (r² + 2 x²)``, and symmetrically for y.
-    """
-    k1, k2, p1, p2, k3 = (list(np.asarray(dist, dtype=np.float64).ravel()) + [0.0] * 5)[:5]
-    x, y = xy[..., 0], xy[..., 1]
-    r2 = x * x + y * y
-    radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
-    xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
-    yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
-    return np.stack([xd, yd], axis=-1)
-
-
 def distort_project(points_cam: np.ndarray, K: np.ndarray, dist: np.ndarray) -> np.ndarray:
-    """Project ``(..., 3)`` camera-frame points to ``(..., 2)`` distorted pixels (NaN if z <= 1 mm)."""
-    points_cam = _check_points(points_cam, "points_cam")
-    z = points_cam[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xy = points_cam[..., :2] / z[..., None]
-    xy = np.where((z > 1e-3)[..., None], xy, np.nan)
-    xd = distort_normalized(xy, dist)
-    u = K[0, 0] * xd[..., 0] + K[0, 1] * xd[..., 1] + K[0, 2]
-    v = K[1, 1] * xd[..., 1] + K[1, 2]
-    return np.stack([u, v], axis=-1)
+    """Project ``(..., 3)`` camera-frame points to ``(..., 2)`` distorted pixels (NaN behind the camera).
 
-
-def undistort_pixels(uv_px: np.ndarray, K: np.ndarray, dist: np.ndarray, iterations: int = 2) -> np.ndarray:
-    """Invert the lens model: ``(..., 2)`` distorted pixels -> ``(..., 2)`` normalized coordinates.
-
-    Starts from ``cv2.undistortPoints`` (iterative, with criteria) and polishes with Gauss-Newton
-    steps on the forward model (numeric Jacobian), so the result re-distorts to the input within ~1e-9 px.
+    The lens model is :mod:`pipeline.geometry.camera`'s (OpenCV's), shared with the rest of posecap.
     """
-    uv = np.asarray(uv_px, dtype=np.float64)
-    shape = uv.shape
-    flat = uv.reshape(-1, 1, 2)
-    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 10, 1e-12)
-    xy = cv2.undistortPoints(flat, K, np.asarray(dist, dtype=np.float64), None, None, None, criteria)
-    xy = xy.reshape(-1, 2)
-    fx, fy, cx, cy, skew = K[0, 0], K[1, 1], K[0, 2], K[1, 2], K[0, 1]
-    target_y = (flat[:, 0, 1] - cy) / fy
-    target = np.stack([(flat[:, 0, 0] - cx - skew * target_y) / fx, target_y], axis=-1)
-    eps = 1e-7
-    for _ in range(iterations):
-        f0 = distort_normalized(xy, dist) - target
-        jx = (distort_normalized(xy + [eps, 0.0], dist) - target - f0) / eps
-        jy = (distort_normalized(xy + [0.0, eps], dist) - target - f0) / eps
-        a, b, c, d = jx[:, 0], jy[:, 0], jx[:, 1], jy[:, 1]
-        det = a * d - b * c
-        dx = (d * f0[:, 0] - b * f0[:, 1]) / det
-        dy = (-c * f0[:, 0] + a * f0[:, 1]) / det
-        xy = xy - np.stack([dx, dy], axis=-1)
-    return xy.reshape(shape)
+    return cam_to_pixels(_check_points(points_cam, "points_cam"), np.asarray(K, dtype=np.float64), pad_dist(dist))
 
 
 def look_at(center_world: np.ndarray, target_world: np.ndarray, roll_rad: float = 0.0) -> np.ndarray:
