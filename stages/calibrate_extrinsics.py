@@ -12,7 +12,7 @@ recording (``calib/streams/<recording>/<cam>.*``), and the ``board`` config sect
 - ``calib/extrinsics/rig.png`` (top and side views of the frusta) and ``calib/extrinsics/rig.ply``
   (an open3d LineSet).
 
-See ``docs/calibrate_extrinsics.md``.
+See the README (section "calibrate_extrinsics").
 """
 
 from __future__ import annotations

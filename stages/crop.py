@@ -3,7 +3,7 @@
 Reads the raw recordings named in the ``crop`` config section (mosaic videos, image-sequence
 folders, single-camera files) and writes ``streams/<cam>.<ext>`` for the capture take,
 ``calib/streams/<recording>/<cam>.<ext>`` for calibration recordings, and ``session.yaml``
-(schema ``posecap/session@1``). See ``docs/crop.md``.
+(schema ``posecap/session@1``). See the README (section "crop").
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def run(ctx: StageContext) -> None:
     p: CropParams = ctx.params
     if not p.recordings:
         raise ConfigError("crop.recordings is empty; declare the recordings to crop in the session config "
-                          "(see docs/crop.md)")
+                          "(see the README, section 'crop')")
     options = CropOptions(
         codec=p.codec, jpeg_quality=p.jpeg_quality, extension=p.extension.lstrip("."),
         detect_frames=p.detect_frames, queue_frames=p.queue_frames, show_progress=ctx.show_progress,

@@ -4,7 +4,7 @@ Reads ``pose3d/`` (skeletons.npz + pose3d.yaml) and, when there is one, ``sessio
 frame rate (declared as an input only when it exists or the config's crop section will make it, so
 a hand-made session of just ``pose3d/`` is not blocked); writes ``export/``. It needs no rig:
 everything it writes comes from the 3D skeletons. See
-``docs/visualize_export.md`` and :mod:`pipeline.export.session`.
+the README (section "Seeing and exporting a capture") and :mod:`pipeline.export.session`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Reads ``calib/rig.yaml`` and ``pose2d/<cam>.npz``; writes ``pose3d/skeletons.npz`` and
 ``pose3d/pose3d.yaml``. Detections are associated across cameras, left/right swaps corrected,
 outlier views rejected by consensus, people tracked over time, then optionally refined and
-filtered. See ``docs/triangulate.md``.
+filtered. See the README (section "Triangulation").
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ without a stream gets a neutral background) and ``calib/report.yaml`` (per-camer
 error). Those optional inputs are declared only when present (or, for session.yaml and streams,
 when the config's crop section has a capture recording, so crop will make them): a session made
 by hand with just rig.yaml + pose3d (+ pose2d) is never blocked. Writes ``viz/``. See
-``docs/visualize_export.md``.
+the README (section "Seeing and exporting a capture").
 """
 
 from __future__ import annotations
