@@ -24,6 +24,7 @@ from pipeline.triangulation.io import load_pose2d, write_pose3d
 from pipeline.triangulation.reconstruct import ReconstructOptions, reconstruct
 from pipeline.triangulation.refine import RefineOptions
 from pipeline.triangulation.tracking import TrackingOptions
+from pipeline.visualization.inputs import optional_session_inputs
 
 log = logging.getLogger("posecap")
 
@@ -31,6 +32,7 @@ RIG = "calib/rig.yaml"
 POSE2D = "pose2d"
 SKELETONS = "pose3d/skeletons.npz"
 POSE3D_YAML = "pose3d/pose3d.yaml"
+SYNC = "sync.yaml"
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,17 @@ def run(ctx: StageContext) -> None:
         raise ConfigError(f"triangulate.skeleton: {exc}") from None
     rig_path = ctx.require(RIG)
     rig = Rig.load(rig_path)
-    data = load_pose2d(ctx.require(POSE2D), rig, rig_path, skeleton.num_joints, log=ctx.log)
+    sync = None
+    if ctx.path(SYNC).is_file():
+        from pipeline.sync.io import read_sync
+
+        sync = read_sync(ctx.path(SYNC))
+        if abs(sync.reference_fps - params.fps) > 1e-6 * sync.reference_fps:
+            ctx.log.warning("triangulate: fps is %g but the reference clock in %s runs at %g fps; the filter "
+                            "cutoffs assume %g (set triangulate.fps)", params.fps, SYNC, sync.reference_fps,
+                            params.fps)
+    data = load_pose2d(ctx.require(POSE2D), rig, rig_path, skeleton.num_joints, log=ctx.log, sync=sync)
+    timestamp_s = data.timestamp_s if data.timestamp_s is not None else data.frame_index / params.fps
     ctx.log.info("triangulate: %d cameras, %d frames, up to %d detections per camera",
                  len(data.rig), data.keypoints.shape[1], data.keypoints.shape[2])
     result = reconstruct(data.rig, data.keypoints, skeleton.flip_pairs, skeleton.bones,
@@ -124,16 +136,25 @@ def run(ctx: StageContext) -> None:
         skeleton=skeleton.name, joint_names=list(skeleton.joint_names), cameras=data.rig.names,
         settings=dataclasses.asdict(params),
         stats={"swaps_corrected": result.swaps_corrected,
-               "detections_associated": round(result.detections_associated, 4)},
+               "detections_associated": round(result.detections_associated, 4),
+               "synchronized": sync is not None},
+        timestamp_s=timestamp_s,
     )
     ctx.log.info("triangulate: %d people, %d swaps corrected", n_people, result.swaps_corrected)
 
 
+def inputs(ctx: StageContext) -> list[str]:
+    """rig + pose2d, and ``sync.yaml`` when present or about to be made by the sync stage."""
+    sections = getattr(ctx.config, "sections", None) or {}
+    sync_will_run = "sync" in sections and bool(optional_session_inputs(ctx, streams=False))
+    return [RIG, POSE2D, *([SYNC] if ctx.path(SYNC).is_file() or sync_will_run else [])]
+
+
 STAGE = Stage(
     name="triangulate",
-    version="1",
+    version="2",
     params_type=TriangulateParams,
-    inputs=static_paths(RIG, POSE2D),
+    inputs=inputs,
     outputs=static_paths(SKELETONS, POSE3D_YAML),
     run=run,
     summary="associate, triangulate and track 2D keypoints into 3D skeletons (pose3d/)",

@@ -36,6 +36,10 @@ def build_arg_parser(parser: argparse.ArgumentParser | None = None) -> argparse.
     p.add_argument("--codec", choices=tuple(CODECS), default=d.codec,
                    help=f"video codec (default {d.codec}; ffv1 is lossless but large)")
     p.add_argument("--noise", type=float, default=d.noise_sigma, help="sensor noise sigma, grey levels")
+    p.add_argument("--stereo-offset", type=float, default=d.stereo_offset_s,
+                   help="start of the stereo capture on the quad's clock, seconds (default 0)")
+    p.add_argument("--stereo-fps", type=float, default=d.stereo_fps,
+                   help="frame rate of the stereo capture (default: --fps)")
     p.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
     return p
 
@@ -49,7 +53,8 @@ def options_from_args(args: argparse.Namespace):
             seed=args.seed, capture_frames=args.frames, intrinsics_frames=args.intrinsics_frames,
             extrinsics_frames=args.extrinsics_frames, people=args.people, tile_size=tuple(args.tile_size),
             fps=args.fps, board=args.board, inner_corners=tuple(args.inner_corners),
-            square_size_m=args.square_size, codec=args.codec, noise_sigma=args.noise)
+            square_size_m=args.square_size, codec=args.codec, noise_sigma=args.noise,
+            stereo_offset_s=args.stereo_offset, stereo_fps=args.stereo_fps)
     except ValueError as exc:
         raise PosecapError(f"posecap synth: {exc}") from None
 

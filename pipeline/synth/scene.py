@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.synth.board import BoardPose, BoardSpec
 from pipeline.synth.camera import CameraModel
 from pipeline.synth.mosaic import MosaicLayout, quad_layout, side_by_side_layout
-from pipeline.synth.people import PersonParams, people_points, sample_people
+from pipeline.synth.people import PersonParams, people_points, person_points, sample_people
 from pipeline.synth.rig import QUAD_CAMERAS, STEREO_CAMERAS, cameras_from_mapping, rig_to_mapping, sample_rig
 from pipeline.synth.sweeps import extrinsic_sweep, intrinsic_sweep
 
@@ -45,6 +45,9 @@ class SynthOptions:
     supersample: int = 2
     noise_sigma: float = 1.5
     blur_sigma: float = 0.6
+    # The stereo camera's own clock during the capture take (defaults: same start, same rate).
+    stereo_offset_s: float = 0.0
+    stereo_fps: float | None = None
 
     def __post_init__(self) -> None:
         if self.codec not in CODECS:
@@ -63,6 +66,8 @@ class SynthOptions:
             raise ValueError(f"mp4v needs an even tile width (side-by-side stereo); got {self.tile_size[0]}")
         if min(self.tile_size) < 64:
             raise ValueError(f"tile_size must be at least 64x64; got {self.tile_size}")
+        if self.stereo_fps is not None and self.stereo_fps <= 0:
+            raise ValueError(f"stereo_fps must be > 0; got {self.stereo_fps}")
 
     @property
     def board_spec(self) -> BoardSpec:
@@ -72,11 +77,36 @@ class SynthOptions:
     def video_ext(self) -> str:
         return CODECS[self.codec][1]
 
-    def frames(self, recording: str) -> int:
+    def frames(self, recording: str, group: str = "quad") -> int:
+        """Frames of a recording's raw file; the stereo capture runs on its own clock."""
+        if recording == "capture" and group == "stereo":
+            return self.stereo_capture_frames
         return int(getattr(self, f"{recording}_frames"))
 
+    @property
+    def stereo_capture_fps(self) -> float:
+        return float(self.fps if self.stereo_fps is None else self.stereo_fps)
+
+    @property
+    def stereo_capture_frames(self) -> int:
+        """Stereo capture frames: the quad's take length at the stereo frame rate."""
+        if self.stereo_fps is None:
+            return int(self.capture_frames)
+        return max(2, int(round(self.capture_frames * self.stereo_fps / self.fps)))
+
+    @property
+    def stereo_clock_differs(self) -> bool:
+        return self.stereo_offset_s != 0.0 or self.stereo_fps is not None
+
+    def stereo_times_s(self) -> np.ndarray:
+        """(T_s,) quad-clock time of each stereo capture frame: ``stereo_offset_s + k / stereo_fps``."""
+        return self.stereo_offset_s + np.arange(self.stereo_capture_frames) / self.stereo_capture_fps
+
     def to_mapping(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        if not self.stereo_clock_differs:  # keep the default options.yaml byte-identical
+            del out["stereo_offset_s"], out["stereo_fps"]
+        return out
 
     @classmethod
     def from_mapping(cls, data: dict) -> SynthOptions:
@@ -100,6 +130,8 @@ class Scene:
         people: the people's bodies and paths.
         points: (T, P, len(POINTS), 3) body points during the capture, world metres.
         start_times: recording -> wall-clock start (for the burned-in timestamp).
+        stereo_points: (T_s, P, len(POINTS), 3) body points at the stereo camera's capture frames
+            (its own offset and rate); None when the stereo clock equals the quad's (use ``points``).
     """
 
     options: SynthOptions
@@ -109,6 +141,13 @@ class Scene:
     people: list[PersonParams]
     points: np.ndarray
     start_times: dict[str, _dt.datetime] = field(default_factory=dict)
+    stereo_points: np.ndarray | None = None
+
+    def capture_points(self, camera: str) -> np.ndarray:
+        """Body points of the capture take at ``camera``'s own frames."""
+        if camera in STEREO_CAMERAS and self.stereo_points is not None:
+            return self.stereo_points
+        return self.points
 
     def camera_index(self, name: str) -> int:
         return list(self.cameras).index(name)
@@ -144,5 +183,9 @@ def build_scene(options: SynthOptions) -> Scene:
         "extrinsics": base + _dt.timedelta(seconds=95),
         "capture": base + _dt.timedelta(seconds=240),
     }
+    stereo_points = None
+    if options.stereo_clock_differs:
+        times = options.stereo_times_s()
+        stereo_points = np.stack([person_points(p, times) for p in people], axis=1)
     return Scene(options, cameras, {"quad": quad, "stereo": stereo}, {"intrinsics": intr, "extrinsics": ext},
-                 people, points, starts)
+                 people, points, starts, stereo_points)

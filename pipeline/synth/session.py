@@ -78,7 +78,7 @@ class Renderers:
         """One camera image of a recording (uint8 BGR, before the mosaic's timestamp)."""
         cr = self.camera(camera)
         if recording == "capture":
-            return cr.people_frame(self.scene.points[index], self.scene.people, index)[0]
+            return cr.people_frame(self.scene.capture_points(camera)[index], self.scene.people, index)[0]
         pose = self.scene.boards[recording][camera][index]
         return cr.board_frame(self.board, pose, recording, index)
 
@@ -107,7 +107,8 @@ def render_camera_frames(source: Scene | SynthOptions | str | os.PathLike, recor
         raise ValueError(f"recording must be one of {RECORDINGS}; got {recording!r}")
     if camera not in scene.cameras:
         raise ValueError(f"camera must be one of {list(scene.cameras)}; got {camera!r}")
-    idx = range(scene.options.frames(recording)) if frames is None else list(frames)
+    group = "stereo" if camera in STEREO_CAMERAS else "quad"
+    idx = range(scene.options.frames(recording, group)) if frames is None else list(frames)
     r = renderers_for(scene.options)
     return np.stack([r.frame(recording, camera, i) for i in idx])
 
@@ -136,10 +137,10 @@ def raw_path(recording: str, group: str, options: SynthOptions) -> str:
 
 
 def _write_video(path: Path, frames: Iterable[np.ndarray], size: tuple[int, int],
-                 options: SynthOptions) -> None:
+                 options: SynthOptions, fps: float | None = None) -> None:
     fourcc = cv2.VideoWriter_fourcc(*CODECS[options.codec][0])
     with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.CAP_FFMPEG, fourcc, options.fps, size)
+        writer = cv2.VideoWriter(str(tmp), cv2.CAP_FFMPEG, fourcc, options.fps if fps is None else fps, size)
         if not writer.isOpened():
             raise PosecapError(f"{path}: OpenCV cannot write codec {options.codec!r}; try --codec mjpg")
         try:
@@ -161,11 +162,12 @@ def _render_file(out: Path, options: SynthOptions, recording: str, group: str) -
     people_gt: dict[str, np.ndarray] = {}
 
     def frames() -> Iterable[np.ndarray]:
-        for i in range(options.frames(recording)):
+        for i in range(options.frames(recording, group)):
             tiles = {}
             for cam in GROUPS[group]:
                 if recording == "capture":
-                    img, buffers = renderers.camera(cam).people_frame(scene.points[i], scene.people, i)
+                    points = scene.capture_points(cam)[i]
+                    img, buffers = renderers.camera(cam).people_frame(points, scene.people, i)
                     _collect_people(people_gt, scene, cam, i, buffers)
                 else:
                     img = renderers.frame(recording, cam, i)
@@ -173,7 +175,8 @@ def _render_file(out: Path, options: SynthOptions, recording: str, group: str) -
             stamp = timestamp_text(scene.start_times[recording], i, options.fps) if group == "quad" else None
             yield compose(layout, tiles, stamp)
 
-    _write_video(out / raw_path(recording, group, options), frames(), layout.frame_size, options)
+    fps = options.stereo_capture_fps if (recording, group) == ("capture", "stereo") else options.fps
+    _write_video(out / raw_path(recording, group, options), frames(), layout.frame_size, options, fps)
     return people_gt
 
 
@@ -194,7 +197,7 @@ def generate_session(out_dir: str | os.PathLike, options: SynthOptions | None = 
     scene = build_scene(options)
     jobs = [(recording, group) for recording in RECORDINGS for group in GROUPS]
     # Largest files first so the pool stays busy.
-    jobs.sort(key=lambda j: -options.frames(j[0]) * (2 if j[1] == "quad" else 1))
+    jobs.sort(key=lambda j: -options.frames(j[0], j[1]) * (2 if j[1] == "quad" else 1))
     workers = max(1, min(2, os.cpu_count() or 1)) if workers is None else max(1, int(workers))
     people_gt: dict[str, np.ndarray] = {}
     with tqdm(total=len(jobs), desc="synth", unit="file", disable=not show_progress, leave=False) as bar:
@@ -218,11 +221,12 @@ def generate_session(out_dir: str | os.PathLike, options: SynthOptions | None = 
 
 def _collect_people(acc: dict[str, np.ndarray], scene: Scene, cam: str, i: int, buffers) -> None:
     """Store one frame's 2D projections and visibility of every joint in one camera."""
-    T, P = scene.points.shape[:2]
+    points = scene.capture_points(cam)
+    T, P = points.shape[:2]
     if f"uv_{cam}" not in acc:
         acc[f"uv_{cam}"] = np.full((T, P, len(COCO17), 2), np.nan, np.float32)
         acc[f"visible_{cam}"] = np.zeros((T, P, len(COCO17)), bool)
-    uv, vis = joint_visibility(scene.cameras[cam], scene.points[i], buffers, scene.people,
+    uv, vis = joint_visibility(scene.cameras[cam], points[i], buffers, scene.people,
                                scene.options.supersample)
     acc[f"uv_{cam}"][i] = uv
     acc[f"visible_{cam}"][i] = vis
@@ -252,14 +256,17 @@ def _write_ground_truth(out: Path, scene: Scene, people_gt: dict[str, np.ndarray
     for recording in RECORDINGS:
         for group in GROUPS:
             layout = scene.layouts[group].to_mapping()
+            stereo_capture = (recording, group) == ("capture", "stereo")
             layout.update({
                 "recording": recording,
                 "kind": recording,
-                "fps": options.fps,
-                "frame_count": options.frames(recording),
+                "fps": options.stereo_capture_fps if stereo_capture else options.fps,
+                "frame_count": options.frames(recording, group),
                 "timestamp_camera": "cam0" if group == "quad" else None,
                 "start_time": scene.start_times[recording].isoformat() if group == "quad" else None,
             })
+            if stereo_capture and options.stereo_clock_differs:
+                layout["time_offset_s"] = options.stereo_offset_s
             mosaics[raw_path(recording, group, options)] = layout
     write_yaml(files[1], {"files": mosaics}, "synth_mosaics@1")
     spec = options.board_spec
@@ -279,6 +286,13 @@ def _write_ground_truth(out: Path, scene: Scene, people_gt: dict[str, np.ndarray
         "heights_m": np.array([p.height for p in scene.people]),
         **{k: people_gt[k] for k in sorted(people_gt)},
     }
+    if options.stereo_clock_differs:  # the stereo camera's own clock (absent by default: same bytes)
+        people.update({
+            "times_s": np.arange(options.capture_frames) / options.fps,
+            "stereo_joints": scene.stereo_points[:, :, :len(COCO17)].astype(np.float32),
+            "stereo_frame_index": np.arange(options.stereo_capture_frames, dtype=np.int64),
+            "stereo_times_s": options.stereo_times_s(),
+        })
     write_npz(files[3], **people)
     write_yaml(files[4], options.to_mapping(), "synth_options@1")
     return files

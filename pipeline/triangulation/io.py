@@ -3,6 +3,10 @@
 Input problems become one-line :class:`~pipeline.errors.PosecapError` messages (which file, what
 is wrong, what to do), or warnings when the data is still usable (a camera without keypoints, a
 camera whose keypoints are all missing, while at least two cameras remain).
+
+With a ``sync.yaml`` (:class:`~pipeline.sync.io.SyncTable`), cameras may have different frame
+counts and rates: each is interpolated onto the reference timeline
+(:mod:`pipeline.triangulation.timeline`) instead of having to share its frames.
 """
 
 from __future__ import annotations
@@ -10,13 +14,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pipeline.artifacts import ArraySpec, read_npz, write_npz, write_yaml
 from pipeline.errors import ArtifactError, PosecapError
 from pipeline.geometry.rig import Rig
+from pipeline.triangulation.timeline import frame_times, resample_camera
+
+if TYPE_CHECKING:
+    from pipeline.sync.io import SyncTable
 
 POSE3D_SCHEMA = "pose3d@1"
 
@@ -28,17 +36,23 @@ class Pose2DInput:
     Attributes:
         rig: the rig restricted to the usable cameras, in rig order.
         keypoints: (C, T, P, J, 3) float64 ``[x, y, score]``; P is the largest slot count.
-        frame_index: (T,) int frame numbers.
+        frame_index: (T,) int frame numbers (of the reference clock when synchronized).
+        timestamp_s: (T,) reference-clock times, seconds; None when not synchronized (the caller
+            then uses ``frame_index / fps``).
     """
 
     rig: Rig
     keypoints: np.ndarray
     frame_index: np.ndarray
+    timestamp_s: np.ndarray | None = None
 
 
 def load_pose2d(pose2d_dir: Path, rig: Rig, rig_path: Path, n_joints: int,
-                log: logging.Logger | None = None) -> Pose2DInput:
+                log: logging.Logger | None = None, sync: SyncTable | None = None) -> Pose2DInput:
     """Read ``pose2d/<cam>.npz`` for the cameras of ``rig`` and check them against each other.
+
+    With ``sync`` every camera is resampled onto the reference timeline first (see
+    :func:`_synchronize`), so frame counts and frame indices may differ between cameras.
 
     Raises:
         PosecapError: no keypoint files, a file for a camera the rig lacks, a joint count other
@@ -64,6 +78,9 @@ def load_pose2d(pose2d_dir: Path, rig: Rig, rig_path: Path, n_joints: int,
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for name in [n for n in rig.names if n in names]:
         arrays[name] = read_npz(pose2d_dir / f"{name}.npz", kp_spec)
+    timestamp_s = None
+    if sync is not None:
+        arrays, timestamp_s = _synchronize(arrays, sync, pose2d_dir, log)
     first = next(iter(arrays))
     T = arrays[first]["keypoints"].shape[0]
     for name, arr in arrays.items():
@@ -98,13 +115,60 @@ def load_pose2d(pose2d_dir: Path, rig: Rig, rig_path: Path, n_joints: int,
         k = arrays[name]["keypoints"].astype(np.float64)
         kp[c, :, : k.shape[1]] = k
     frame_index = arrays[first]["frame_index"].astype(np.int64)
-    return Pose2DInput(rig=rig.subset(usable), keypoints=kp, frame_index=frame_index)
+    return Pose2DInput(rig=rig.subset(usable), keypoints=kp, frame_index=frame_index, timestamp_s=timestamp_s)
+
+
+def _synchronize(arrays: dict[str, dict[str, np.ndarray]], sync: SyncTable, pose2d_dir: Path,
+                 log: logging.Logger) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray]:
+    """Resample every camera onto the reference timeline of ``sync``.
+
+    The timeline is the frames of the reference clock's first camera with keypoints (so its
+    cameras are passed through unchanged); without one, frames ``k / reference_fps`` covering
+    every camera's span. A camera missing from ``sync.yaml`` is taken to be on the reference clock.
+
+    Returns:
+        (camera -> {keypoints, frame_index} on the timeline, (T,) timeline times in seconds).
+    """
+    from pipeline.sync.io import CameraTiming
+
+    timing: dict[str, CameraTiming] = {}
+    for name in arrays:
+        if name not in sync.cameras:
+            log.warning("triangulate: camera %s is not in sync.yaml; assuming it is on the reference clock "
+                        "(%s, %g fps)", name, sync.reference, sync.reference_fps)
+        timing[name] = sync.cameras.get(name, CameraTiming(sync.reference, sync.reference_fps))
+    ref = next((n for n in arrays if timing[n].clock == sync.reference), None)
+    if ref is not None:
+        t = timing[ref]
+        frame_index = arrays[ref]["frame_index"].astype(np.int64)
+        times = frame_times(frame_index, t.fps, t.offset_s, t.rate)
+    else:
+        spans = [frame_times(a["frame_index"][[0, -1]], timing[n].fps, timing[n].offset_s, timing[n].rate)
+                 for n, a in arrays.items() if a["frame_index"].size]
+        lo = int(np.ceil(min(s[0] for s in spans) * sync.reference_fps - 1e-9))
+        hi = int(np.floor(max(s[1] for s in spans) * sync.reference_fps + 1e-9))
+        frame_index = np.arange(lo, hi + 1, dtype=np.int64)
+        times = frame_index / sync.reference_fps
+    out = {}
+    for name, arr in arrays.items():
+        t = timing[name]
+        if arr["frame_index"].size != arr["keypoints"].shape[0] or np.any(np.diff(arr["frame_index"]) <= 0):
+            raise PosecapError(f"{pose2d_dir}/{name}.npz: frame_index must increase, one per keypoint frame")
+        kp = resample_camera(arr["keypoints"], arr["frame_index"], t.fps, times, t.offset_s, t.rate)
+        covered = np.isfinite(kp[..., :2]).any(axis=(1, 2, 3)).mean() if len(times) else 0.0
+        log.info("triangulate: %s: offset %.4f s, rate %.6f, %g fps -> reference timeline (%.0f %% of frames "
+                 "covered)", name, t.offset_s, t.rate, t.fps, 100 * covered)
+        out[name] = {"keypoints": kp, "frame_index": frame_index}
+    return out, times
 
 
 def write_pose3d(out_dir: Path, joints: np.ndarray, reprojection_error_px: np.ndarray, views_used: np.ndarray,
                  frame_index: np.ndarray, *, skeleton: str, joint_names: list[str], cameras: list[str],
-                 settings: dict[str, Any], stats: dict[str, Any]) -> None:
+                 settings: dict[str, Any], stats: dict[str, Any], timestamp_s: np.ndarray | None = None) -> None:
     """Write ``pose3d/skeletons.npz`` and ``pose3d/pose3d.yaml`` (schema ``posecap/pose3d@1``).
+
+    ``timestamp_s`` (T,), the time of each frame in seconds (reference clock), is stored beside
+    ``frame_index`` when given.
 
     The YAML lists, per person slot, the frames where any joint is known, the first and last such
     frame, and the mean reprojection error; plus the cameras, joint names and the settings used.
@@ -116,6 +180,7 @@ def write_pose3d(out_dir: Path, joints: np.ndarray, reprojection_error_px: np.nd
         reprojection_error_px=reprojection_error_px.astype(np.float32),
         views_used=views_used.astype(np.int16),
         frame_index=frame_index.astype(np.int64),
+        **({} if timestamp_s is None else {"timestamp_s": np.asarray(timestamp_s, dtype=np.float64)}),
     )
     people = []
     for p in range(P):
