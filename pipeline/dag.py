@@ -28,6 +28,7 @@ class Node:
     ctx: StageContext
     inputs: tuple[Path, ...]
     outputs: tuple[Path, ...]
+    optional: tuple[Path, ...] = ()  # the inputs that came from ``Stage.optional_inputs``
 
     @property
     def name(self) -> str:
@@ -109,6 +110,16 @@ def build_dag(stages: Sequence[Stage], config: Config, session_dir: Path, show_p
             if session_dir != o and session_dir not in o.parents:
                 raise DagError(f"stage '{stage.name}' declares output {o} outside the session folder {session_dir}")
         nodes[stage.name] = Node(stage, ctx, ins, outs)
+    def available(p: Path) -> bool:  # exists, or some stage writes it
+        return p.exists() or any(_overlaps(p, o) for n in nodes.values() for o in n.outputs)
+
+    # a stage that could run: each required input exists or is written by a stage
+    runnable = {n for n, node in nodes.items() if all(available(p) for p in node.inputs)}
+    for name, node in list(nodes.items()):  # optional inputs count when present or made by a runnable stage
+        optional = tuple(_resolve(p, session_dir) for p in node.stage.optional_inputs(node.ctx))
+        kept = tuple(p for p in optional if p not in node.inputs and (p.exists() or any(
+            _overlaps(p, o) for m in runnable - {name} for o in nodes[m].outputs)))
+        nodes[name] = Node(node.stage, node.ctx, node.inputs + kept, node.outputs, kept)
     for a, na in nodes.items():
         for b, nb in nodes.items():
             if a < b and any(_overlaps(x, y) for x in na.outputs for y in nb.outputs):
@@ -128,7 +139,7 @@ def build_dag(stages: Sequence[Stage], config: Config, session_dir: Path, show_p
 def missing_inputs(dag: Dag, name: str) -> list[Path]:
     """Inputs of stage ``name`` that no stage produces and that do not exist."""
     node = dag.nodes[name]
-    return [p for p in node.inputs if not p.exists() and not dag.producers(p)]
+    return [p for p in node.inputs if p not in node.optional and not p.exists() and not dag.producers(p)]
 
 
 def _resolve(path: str | Path, session_dir: Path) -> Path:

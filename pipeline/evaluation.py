@@ -103,18 +103,38 @@ def _similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np
     return s, R, mu_d - s * R @ mu_s
 
 
-def rig_figures(session_dir: Path, truth_dir: Path) -> RigFigures | None:
+def _rigs(session_dir: Path, truth_dir: Path) -> tuple[dict, dict, list[str]] | None:
     rig_path = session_dir / "calib" / "rig.yaml"
     if not rig_path.is_file():
         return None
     est = read_yaml(rig_path, "rig@1")["cameras"]
     truth = read_yaml(truth_dir / "rig.yaml", "rig@1")["cameras"]
     names = [c for c in est if c in truth]
-    if len(names) < 3:
+    return (est, truth, names) if len(names) >= 3 else None
+
+
+def _centres(rig: dict, names: list[str]) -> np.ndarray:
+    """Camera centres in the rig's world frame, (N, 3) metres."""
+    return np.array([-np.asarray(rig[c]["R"]).T @ np.asarray(rig[c]["t"]) for c in names])
+
+
+def rig_alignment(session_dir: Path, truth_dir: Path) -> tuple[float, np.ndarray, np.ndarray] | None:
+    """Similarity (s, R, t) taking the calibrated world frame to the ground-truth one, from camera centres."""
+    rigs = _rigs(session_dir, truth_dir)
+    if rigs is None:
         return None
+    est, truth, names = rigs
+    return _similarity(_centres(est, names), _centres(truth, names))
+
+
+def rig_figures(session_dir: Path, truth_dir: Path) -> RigFigures | None:
+    rigs = _rigs(session_dir, truth_dir)
+    if rigs is None:
+        return None
+    est, truth, names = rigs
 
     def centres(rig: dict) -> np.ndarray:
-        return np.array([-np.asarray(rig[c]["R"]).T @ np.asarray(rig[c]["t"]) for c in names])
+        return _centres(rig, names)
 
     s, R_al, t_al = _similarity(centres(est), centres(truth))
     c_est = (s * (R_al @ centres(est).T)).T + t_al
@@ -135,6 +155,10 @@ def pose3d_figures(session_dir: Path, truth_dir: Path) -> Pose3dFigures | None:
 
     est = read_npz(path, {"joints": ArraySpec(("T", None, None, 3))})["joints"].astype(np.float64)
     gt = read_npz(truth_dir / "people.npz", {"joints": ArraySpec((None, None, None, 3))})["joints"]
+    align = rig_alignment(session_dir, truth_dir)
+    if align is not None:  # the calibrated world (e.g. camera 0) -> the ground-truth world
+        s, R, t = align
+        est = s * est @ R.T + t
     T = min(len(est), len(gt))
     est, gt = est[:T], gt[:T].astype(np.float64)
     # (P_est, P_gt) mean distance over frames and joints where both exist

@@ -125,7 +125,7 @@ class Runner:
             diff = sorted(in_names.symmetric_difference(rec.inputs))
             return StageStatus(name, State.STALE, tuple(f"input list changed: `{d}`" for d in diff))
         for p in node.inputs:
-            if not p.exists():
+            if not p.exists() and p not in node.optional:
                 return StageStatus(name, State.STALE, (f"input `{node.rel(p)}` not yet produced",))
             if self.lock.cache.digest(p) != rec.inputs.get(node.rel(p)):
                 return StageStatus(name, State.STALE, (f"input `{node.rel(p)}` changed",))
@@ -185,6 +185,8 @@ class Runner:
         for name in selected:
             node = self.dag.nodes[name]
             for p in node.inputs:
+                if p in node.optional:
+                    continue  # read when there; never blocks
                 if not p.exists() and not any(s in selected for s in self.dag.producers(p)):
                     who = self.dag.producers(p)
                     hint = f"run stage '{who[0]}' first" if who else "check the config and the session folder"

@@ -65,6 +65,9 @@ class Stage:
         outputs: ``ctx -> paths`` the stage writes (relative to the session folder).
         run: ``ctx -> None`` does the work, writing every output atomically.
         summary: one line for ``posecap --help`` and ``posecap dag``.
+        optional_inputs: ``ctx -> paths`` the stage reads when they are there: each one counts as
+            an input (for order and caching) when it exists or another stage writes it, and is
+            left out otherwise, so a hand-made session without it is not blocked.
     """
 
     name: str
@@ -74,6 +77,7 @@ class Stage:
     outputs: PathsFn
     run: Callable[[StageContext], None]
     summary: str = ""
+    optional_inputs: PathsFn = field(default=lambda ctx: ())
 
 
 def static_paths(*paths: str) -> PathsFn:

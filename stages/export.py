@@ -17,7 +17,7 @@ from pipeline.export.bvh import ROTATION_ORDERS
 from pipeline.export.pose3d import load_pose3d, resolve_fps
 from pipeline.export.session import FORMATS, ExportOptions, export_session
 from pipeline.stage import Stage, StageContext, static_paths
-from pipeline.visualization.inputs import optional_session_inputs, session_fps
+from pipeline.visualization.inputs import SESSION_YAML, session_fps
 
 POSE3D = "pose3d"
 OUT = "export"
@@ -69,7 +69,8 @@ STAGE = Stage(
     name="export",
     version="1",
     params_type=ExportParams,
-    inputs=lambda ctx: [POSE3D, *optional_session_inputs(ctx, streams=False)],
+    inputs=static_paths(POSE3D),
+    optional_inputs=static_paths(SESSION_YAML),
     outputs=static_paths(OUT),
     run=run,
     summary="3D skeletons -> TRC (OpenSim), C3D, anipose CSV, JSON, BVH (export/)",

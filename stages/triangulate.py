@@ -24,7 +24,6 @@ from pipeline.triangulation.io import load_pose2d, write_pose3d
 from pipeline.triangulation.reconstruct import ReconstructOptions, reconstruct
 from pipeline.triangulation.refine import RefineOptions
 from pipeline.triangulation.tracking import TrackingOptions
-from pipeline.visualization.inputs import optional_session_inputs
 
 log = logging.getLogger("posecap")
 
@@ -143,18 +142,12 @@ def run(ctx: StageContext) -> None:
     ctx.log.info("triangulate: %d people, %d swaps corrected", n_people, result.swaps_corrected)
 
 
-def inputs(ctx: StageContext) -> list[str]:
-    """rig + pose2d, and ``sync.yaml`` when present or about to be made by the sync stage."""
-    sections = getattr(ctx.config, "sections", None) or {}
-    sync_will_run = "sync" in sections and bool(optional_session_inputs(ctx, streams=False))
-    return [RIG, POSE2D, *([SYNC] if ctx.path(SYNC).is_file() or sync_will_run else [])]
-
-
 STAGE = Stage(
     name="triangulate",
     version="2",
     params_type=TriangulateParams,
-    inputs=inputs,
+    inputs=static_paths(RIG, POSE2D),
+    optional_inputs=static_paths(SYNC),  # used when present or made by the sync stage
     outputs=static_paths(SKELETONS, POSE3D_YAML),
     run=run,
     summary="associate, triangulate and track 2D keypoints into 3D skeletons (pose3d/)",

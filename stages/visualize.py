@@ -3,9 +3,8 @@
 Reads ``calib/rig.yaml`` and ``pose3d/``; also, when they exist, ``pose2d/`` (the detections
 drawn in the overlays), ``session.yaml`` + ``streams/`` (the video frames drawn on; a camera
 without a stream gets a neutral background) and ``calib/report.yaml`` (per-camera calibration
-error). Those optional inputs are declared only when present (or, for session.yaml and streams,
-when the config's crop section has a capture recording, so crop will make them): a session made
-by hand with just rig.yaml + pose3d (+ pose2d) is never blocked. Writes ``viz/``. See
+error). Those are optional inputs: they count (for order and caching) when present or written by
+another stage, so a session made by hand with just rig.yaml + pose3d (+ pose2d) is never blocked. Writes ``viz/``. See
 the README (section "Seeing and exporting a capture").
 """
 
@@ -22,7 +21,7 @@ from pipeline.export.pose3d import load_pose3d, resolve_fps
 from pipeline.geometry.rig import Rig
 from pipeline.stage import Stage, StageContext, static_paths
 from pipeline.visualization.calib_report import write_report
-from pipeline.visualization.inputs import optional_session_inputs, read_capture
+from pipeline.visualization.inputs import SESSION_YAML, STREAMS, read_capture
 from pipeline.visualization.overlay import OverlayOptions, pick_frames, render_overlays
 from pipeline.visualization.scene3d import scene_layout
 
@@ -81,12 +80,9 @@ class VisualizeParams:
             raise ValueError(f"'fps' must be > 0, got {self.fps}")
 
 
-def inputs(ctx: StageContext) -> list[str]:
-    found = [RIG, POSE3D]
-    for optional in (POSE2D, CALIB_REPORT):
-        if ctx.path(optional).exists():
-            found.append(optional)
-    return found + optional_session_inputs(ctx)
+def optional_inputs(ctx: StageContext) -> list[str]:
+    """Read when present or produced: 2D detections, the rig report, the capture streams."""
+    return [POSE2D, CALIB_REPORT, SESSION_YAML, STREAMS]
 
 
 def _render_3d(ctx: StageContext, rig: Rig, pose, layout, fps: float, summary: dict) -> np.ndarray | None:
@@ -156,7 +152,8 @@ STAGE = Stage(
     name="visualize",
     version="1",
     params_type=VisualizeParams,
-    inputs=inputs,
+    inputs=static_paths(RIG, POSE3D),
+    optional_inputs=optional_inputs,
     outputs=static_paths(OUT),
     run=run,
     summary="overlay videos, mosaic, contact sheet, 3D renders and calibration report (viz/)",

@@ -24,25 +24,6 @@ STREAMS = "streams"
 SESSION_SCHEMA = "session@1"
 
 
-def _crop_makes_capture(ctx) -> bool:
-    """Whether the config's ``crop`` section lists a capture recording (so crop writes streams)."""
-    sections = getattr(ctx.config, "sections", None) or {}
-    crop = sections.get("crop") if hasattr(sections, "get") else None
-    recordings = getattr(crop, "recordings", None) or {}
-    for rec in recordings.values() if hasattr(recordings, "values") else ():
-        kind = rec.get("kind") if isinstance(rec, dict) else getattr(rec, "kind", None)
-        if kind == "capture":
-            return True
-    return False
-
-
-def optional_session_inputs(ctx, streams: bool = True) -> list[str]:
-    """``session.yaml`` (and ``streams``) when present or about to be made by crop; else nothing."""
-    if ctx.path(SESSION_YAML).is_file() or _crop_makes_capture(ctx):
-        return [SESSION_YAML, STREAMS] if streams else [SESSION_YAML]
-    return []
-
-
 @dataclass(frozen=True)
 class CaptureInfo:
     """The capture recording of ``session.yaml``: ``streams`` camera -> absolute path, ``fps``."""

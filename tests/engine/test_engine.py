@@ -168,3 +168,20 @@ def test_two_runs_on_one_session_do_not_interleave(tmp_path):
         with pytest.raises(PosecapError, match="another posecap run is working on this session"):
             runner.run()
     assert runner.run().ran == ["make", "total", "report"]
+
+
+def test_optional_inputs_count_when_present_or_produced(tmp_path):
+    reads_total = dataclasses.replace(toy.REPORT, inputs=static_paths("a"),
+                                      optional_inputs=static_paths("b/total.yaml", "extra/notes.txt"))
+    cfg = _session(tmp_path)
+    runner = _runner(cfg, [toy.MAKE, toy.TOTAL, reads_total])
+    assert runner.dag.deps["report"] == {"make", "total"}  # produced by total: counted
+    node = runner.dag.nodes["report"]
+    assert [node.rel(p) for p in node.inputs] == ["a", "b/total.yaml"]  # extra/notes.txt: absent, ignored
+    assert runner.run().ran == ["make", "total", "report"]
+    (tmp_path / "session/extra").mkdir()
+    (tmp_path / "session/extra/notes.txt").write_text("now present")
+    status = {s.name: s for s in _runner(cfg, [toy.MAKE, toy.TOTAL, reads_total]).status()}
+    assert status["report"].reasons == ("input list changed: `extra/notes.txt`",)
+    again = _runner(cfg, [toy.MAKE, toy.TOTAL, reads_total])
+    assert again.run().ran == ["report"] and _runner(cfg, [toy.MAKE, toy.TOTAL, reads_total]).run().ran == []

@@ -153,13 +153,20 @@ def test_single_clock_gives_identity(tmp_path):
 
 
 def test_triangulate_declares_sync_only_when_it_exists_or_will(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.dag import build_dag
+
     make_take(tmp_path, seconds=1.0)
-    params = TriangulateParams()
-    assert [str(p) for p in TRIANGULATE.inputs(_ctx(tmp_path, params))] == ["calib/rig.yaml", "pose2d"]
-    with_sync = _ctx(tmp_path, params, sections={"sync": SyncParams(), "triangulate": params})
-    assert "sync.yaml" in [str(p) for p in TRIANGULATE.inputs(with_sync)]
-    (tmp_path / "session.yaml").unlink()  # hand-made session: nothing makes sync.yaml, never blocked
-    assert "sync.yaml" not in [str(p) for p in TRIANGULATE.inputs(with_sync)]
+
+    def declared(stages) -> list[str]:
+        config = load_config(None, {s.name: s.params_type for s in stages})
+        node = build_dag(stages, config, tmp_path).nodes["triangulate"]
+        return [node.rel(p) for p in node.inputs]
+
+    assert declared([TRIANGULATE]) == ["calib/rig.yaml", "pose2d"]
+    assert declared([SYNC, TRIANGULATE]) == ["calib/rig.yaml", "pose2d", "sync.yaml"]
+    (tmp_path / "session.yaml").unlink()  # hand-made session: sync cannot run, so it never blocks
+    assert declared([SYNC, TRIANGULATE]) == ["calib/rig.yaml", "pose2d"]
 
 
 def test_params_are_documented_and_validated():

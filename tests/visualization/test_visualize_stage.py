@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import re
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -14,7 +13,7 @@ from pipeline.artifacts import read_yaml
 from pipeline.geometry.rig import Rig
 from pipeline.visualization.draw import person_bgr
 from pipeline.visualization.overlay import match_detections
-from stages.visualize import STAGE, inputs
+from stages.visualize import STAGE
 from tests.visualization.synthetic import SIZE, run_stage, write_session
 
 T = 10
@@ -91,8 +90,7 @@ def test_viz_yaml_and_calibration_report(with_streams):
 
 def test_hand_made_session_without_streams(tmp_path):
     write_session(tmp_path, T=4, P=1, streams=False, rms=None)
-    ctx = SimpleNamespace(path=lambda rel: tmp_path / rel, config=SimpleNamespace(sections={}))
-    assert inputs(ctx) == ["calib/rig.yaml", "pose3d", "pose2d"]  # no session.yaml: never blocked
+    assert _declared_inputs(tmp_path, [STAGE]) == ["calib/rig.yaml", "pose3d", "pose2d"]  # never blocked
     report = run_stage(STAGE, tmp_path, {"render3d": False, "mosaic": False, "contact_sheet_frames": 0})
     assert report.ok
     frames = _frames(tmp_path / "viz" / "overlay" / "cam0.mp4")
@@ -102,12 +100,20 @@ def test_hand_made_session_without_streams(tmp_path):
     assert "n/a" in (tmp_path / "viz" / "calibration_report.html").read_text()  # no error figures known
 
 
+def _declared_inputs(session, stages) -> list[str]:
+    from pipeline.config import load_config
+    from pipeline.dag import build_dag
+
+    config = load_config(None, {s.name: s.params_type for s in stages})
+    node = build_dag(stages, config, session).nodes["visualize"]
+    return [node.rel(p) for p in node.inputs]
+
+
 def test_inputs_declare_session_when_crop_will_make_it(tmp_path):
+    from stages.crop import STAGE as CROP
+
     write_session(tmp_path, T=2, P=1, pose2d=False)
-    rec = SimpleNamespace(kind="capture")
-    ctx = SimpleNamespace(path=lambda rel: tmp_path / rel,
-                          config=SimpleNamespace(sections={"crop": SimpleNamespace(recordings={"take": rec})}))
-    assert inputs(ctx) == ["calib/rig.yaml", "pose3d", "session.yaml", "streams"]
+    assert _declared_inputs(tmp_path, [CROP, STAGE]) == ["calib/rig.yaml", "pose3d", "session.yaml", "streams"]
 
 
 def test_match_detections():
