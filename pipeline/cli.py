@@ -98,6 +98,7 @@ def cmd_defaults(args: argparse.Namespace) -> int:
 # commands with their own argument parsers: `posecap NAME ARGS...` calls MODULE.main(ARGS)
 DELEGATED: dict[str, tuple[str, str]] = {
     "synth": ("pipeline.synth.cli", "generate a synthetic capture session with ground truth"),
+    "train": ("pipeline.training.cli", "train a pose model on rendered people (configs/train_*.yaml)"),
     "view": ("pipeline.visualization.viewer", "interactive 3D playback of a session (needs a display)"),
     "rig-import": ("pipeline.calibration.rig_cli:import_main",
                    "convert an anipose / Pose2Sim / EasyMocap calibration into calib/rig.yaml"),

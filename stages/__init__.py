@@ -14,6 +14,7 @@ STAGE_MODULES: dict[str, tuple[str, str]] = {
     "calibrate_intrinsics": ("stages.calibrate_intrinsics", "per-camera lens calibration from board sweeps"),
     "calibrate_extrinsics": ("stages.calibrate_extrinsics",
                              "camera poses of the rig (bundle adjustment) and stereo pairs from a board sweep"),
+    "pose2d": ("stages.pose2d", "2D keypoints per camera: built-in models, ViTPose, ONNX, or imported files"),
     "sync": ("stages.sync", "time offsets of separately recorded cameras from 2D keypoint motion + reprojection"),
     "triangulate": ("stages.triangulate", "multi-view 3D skeletons for several people, tracked over time"),
     "visualize": ("stages.visualize", "overlay videos, mosaic, contact sheet, 3D renders, calibration report"),

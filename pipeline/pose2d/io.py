@@ -1,0 +1,145 @@
+"""Reading and writing ``pose2d/<cam>.npz`` and the chunk checkpoints of an interrupted run.
+
+``pose2d/<cam>.npz`` (``shared/DESIGN.md``): ``keypoints`` float32 (T, P, J, 3) = x, y in
+distorted image pixels and a score in [0, 1]; a missing joint or an empty person slot is
+x = y = NaN, score 0. ``frame_index`` int64 (T,). P is the most detections of any frame.
+
+Chunk checkpoints live in ``pose2d/.partial/<cam>/chunk_<first frame>.npz`` (a hidden folder, so the
+engine's output hashing skips it) with a ``key.txt`` naming the settings they were made with; a
+run with other settings discards them. They are deleted when the stage finishes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.artifacts import ArraySpec, read_npz, write_bytes, write_npz
+from pipeline.errors import ArtifactError
+
+__all__ = ["PARTIAL_DIR", "ChunkStore", "clean_keypoints", "clear_partial", "empty_keypoints", "merge_chunks",
+           "pad_people", "read_pose2d", "stack_frames",
+           "write_pose2d"]
+
+PARTIAL_DIR = ".partial"
+
+
+def empty_keypoints(frames: int, people: int, joints: int) -> np.ndarray:
+    """(T, P, J, 3) float32 of missing joints: x = y = NaN, score 0."""
+    out = np.zeros((frames, people, joints, 3), np.float32)
+    out[..., :2] = np.nan
+    return out
+
+
+def pad_people(keypoints: np.ndarray, people: int) -> np.ndarray:
+    """(T, P, J, 3) -> (T, people, J, 3), new slots empty (people >= P)."""
+    t, p, j, _ = keypoints.shape
+    if p == people:
+        return keypoints
+    out = empty_keypoints(t, people, j)
+    out[:, :p] = keypoints
+    return out
+
+
+def stack_frames(per_frame: list[np.ndarray], joints: int) -> np.ndarray:
+    """Per-frame detections [(P_t, J, 3), ...] -> (T, max P_t, J, 3), empty slots NaN / 0."""
+    people = max((len(d) for d in per_frame), default=0)
+    out = empty_keypoints(len(per_frame), people, joints)
+    for t, d in enumerate(per_frame):
+        if len(d):
+            out[t, : len(d)] = d
+    return out
+
+
+def clean_keypoints(keypoints: np.ndarray) -> np.ndarray:
+    """Enforce the missing-joint convention: non-finite x / y or score <= 0 -> NaN, NaN, 0; scores clipped to [0, 1]."""
+    kp = np.array(keypoints, dtype=np.float32, copy=True)
+    score = np.nan_to_num(kp[..., 2], nan=0.0)
+    missing = ~np.isfinite(kp[..., :2]).all(-1) | ~(score > 0)
+    kp[..., 2] = np.clip(score, 0.0, 1.0)
+    kp[missing, :2] = np.nan
+    kp[missing, 2] = 0.0
+    return kp
+
+
+def write_pose2d(path: str | Path, keypoints: np.ndarray, frame_index: np.ndarray) -> None:
+    """Write one camera's ``pose2d/<cam>.npz`` atomically (see the module docstring)."""
+    kp = np.asarray(keypoints)
+    if kp.ndim != 4 or kp.shape[-1] != 3:
+        raise ValueError(f"write_pose2d: keypoints must be (T, P, J, 3); got {kp.shape}")
+    fi = np.asarray(frame_index, dtype=np.int64)
+    if fi.shape != (kp.shape[0],):
+        raise ValueError(f"write_pose2d: frame_index must be ({kp.shape[0]},); got {fi.shape}")
+    write_npz(path, keypoints=clean_keypoints(kp), frame_index=fi)
+
+
+def read_pose2d(path: str | Path, joints: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(keypoints (T, P, J, 3) float32, frame_index (T,) int64) of a ``pose2d/<cam>.npz``."""
+    spec = {"keypoints": ArraySpec(("T", None, joints, 3)), "frame_index": ArraySpec(("T",), kind="iu")}
+    arrays = read_npz(path, spec)
+    return arrays["keypoints"].astype(np.float32), arrays["frame_index"].astype(np.int64)
+
+
+class ChunkStore:
+    """One camera's chunk checkpoints under ``<pose2d>/.partial/<cam>/``.
+
+    A chunk holds ``keypoints`` (n, P, J, 3) for frames ``start .. start + n - 1``. ``key`` (a
+    string naming the backend, weights and settings) is stored beside them; chunks made under
+    another key are discarded on open.
+    """
+
+    def __init__(self, pose2d_dir: str | Path, camera: str, key: str) -> None:
+        self.folder = Path(pose2d_dir) / PARTIAL_DIR / camera
+        self.key = key
+        key_file = self.folder / "key.txt"
+        if self.folder.is_dir() and (not key_file.is_file() or key_file.read_text() != key):
+            shutil.rmtree(self.folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not key_file.is_file():
+            write_bytes(key_file, key.encode())
+
+    def _files(self) -> list[Path]:
+        return sorted(self.folder.glob("chunk_*.npz"))
+
+    def load(self) -> tuple[list[np.ndarray], int]:
+        """The saved chunks in frame order and the next frame to compute (contiguous prefix only).
+
+        A chunk that cannot be read (cut by a crash before the atomic rename could not happen,
+        but a damaged disk could) ends the prefix; it and later chunks are deleted.
+        """
+        chunks, next_frame = [], 0
+        for f in self._files():
+            start = int(f.stem.split("_")[1])
+            try:
+                kp = read_npz(f, {"keypoints": ArraySpec((None, None, None, 3))})["keypoints"]
+            except ArtifactError:
+                kp = None
+            if kp is None or start != next_frame:
+                for g in self._files():
+                    if int(g.stem.split("_")[1]) >= start:
+                        g.unlink()
+                break
+            chunks.append(kp)
+            next_frame = start + len(kp)
+        return chunks, next_frame
+
+    def save(self, start: int, keypoints: np.ndarray) -> None:
+        """Write the chunk of frames ``start .. start + len(keypoints) - 1`` atomically."""
+        write_npz(self.folder / f"chunk_{start:09d}.npz", keypoints=np.asarray(keypoints, np.float32))
+
+
+def clear_partial(pose2d_dir: str | Path) -> None:
+    """Delete every chunk checkpoint (after a finished run)."""
+    folder = Path(pose2d_dir) / PARTIAL_DIR
+    if folder.is_dir():
+        shutil.rmtree(folder)
+
+
+def merge_chunks(chunks: list[np.ndarray], joints: int) -> np.ndarray:
+    """Concatenate chunks of different person counts into (T, max P, J, 3)."""
+    if not chunks:
+        return empty_keypoints(0, 0, joints)
+    people = max(c.shape[1] for c in chunks)
+    return np.concatenate([pad_people(c, people) for c in chunks])
