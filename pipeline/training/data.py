@@ -105,25 +105,35 @@ def topdown_sample(rng: np.random.Generator | None, image: np.ndarray, uv: np.nd
     if box is None:
         h, w = image.shape[:2]
         box = np.array([(w - 1) / 2, (h - 1) / 2, w - 1.0, h - 1.0])
-    rot, flip = 0.0, False
-    if rng is not None:
-        box, rot, flip = random_affine(rng, box, aug)
-    affine = crop_affine(box, input_size, rot)
-    crop = warp_image(image, affine, input_size)
-    kp = warp_points(uv.astype(np.float64), affine)
-    vis, inf = visible.copy(), in_frame.copy()
-    if flip:
-        crop = crop[:, ::-1]
-        kp[:, 0] = (w_in - 1) - kp[:, 0]
-        kp = flip_joints(kp, flip_indices)
-        vis, inf = vis[list(flip_indices)], inf[list(flip_indices)]
-    if rng is not None:
-        crop = occlude(rng, photometric(rng, crop, aug), aug)
+    crop, kp, vis, inf = _warp_augment(rng, image, box, uv, visible, in_frame, input_size, aug, flip_indices)
     inside = _inside(kp, input_size)
     pts = kp[inf & inside]
     norm = float(np.ptp(pts, axis=0).max()) if len(pts) >= 2 else float(max(input_size)) / padding
     return {"image": np.ascontiguousarray(crop), "keypoints": kp.astype(np.float32),
             "weights": (inf & inside).astype(np.float32), "visible": vis & inside, "norm": np.float32(max(norm, 1.0))}
+
+
+def _warp_augment(rng: np.random.Generator | None, image: np.ndarray, box: np.ndarray, uv: np.ndarray,
+                  visible: np.ndarray, in_frame: np.ndarray, input_size: tuple[int, int], aug: AugmentConfig,
+                  flip_indices: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Warp ``box`` of ``image`` to ``input_size`` with (when ``rng``) random affine, flip and photometric
+    augmentation. ``uv`` (..., K, 2), ``visible`` / ``in_frame`` (..., K) follow the warp and the flip's
+    left/right swap. Returns (image, keypoints, visible, in_frame)."""
+    rot, flip = 0.0, False
+    if rng is not None:
+        box, rot, flip = random_affine(rng, box, aug)
+    affine = crop_affine(box, input_size, rot)
+    out = warp_image(image, affine, input_size)
+    kp = warp_points(uv.astype(np.float64), affine)
+    vis, inf = visible.copy(), in_frame.copy()
+    if flip:
+        out = out[:, ::-1]
+        kp[..., 0] = (input_size[0] - 1) - kp[..., 0]
+        kp = flip_joints(kp, flip_indices)
+        vis, inf = vis[..., list(flip_indices)], inf[..., list(flip_indices)]
+    if rng is not None:
+        out = occlude(rng, photometric(rng, out, aug), aug)
+    return out, kp, vis, inf
 
 
 def bottomup_sample(rng: np.random.Generator | None, image: np.ndarray, uv: np.ndarray, visible: np.ndarray,
@@ -140,20 +150,7 @@ def bottomup_sample(rng: np.random.Generator | None, image: np.ndarray, uv: np.n
     """
     h, w = image.shape[:2]
     box = np.array([(w - 1) / 2, (h - 1) / 2, w - 1.0, h - 1.0])
-    rot, flip = 0.0, False
-    if rng is not None:
-        box, rot, flip = random_affine(rng, box, aug)
-    affine = crop_affine(box, input_size, rot)
-    out = warp_image(image, affine, input_size)
-    kp = warp_points(uv.astype(np.float64), affine)
-    vis, inf = visible.copy(), in_frame.copy()
-    if flip:
-        out = out[:, ::-1]
-        kp[..., 0] = (input_size[0] - 1) - kp[..., 0]
-        kp = flip_joints(kp, flip_indices)
-        vis, inf = vis[:, list(flip_indices)], inf[:, list(flip_indices)]
-    if rng is not None:
-        out = occlude(rng, photometric(rng, out, aug), aug)
+    out, kp, vis, inf = _warp_augment(rng, image, box, uv, visible, in_frame, input_size, aug, flip_indices)
     inside = _inside(kp, input_size)
     return {"image": np.ascontiguousarray(out), "keypoints": kp.astype(np.float32),
             "weights": (inf & inside).astype(np.float32), "visible": vis & inside}
