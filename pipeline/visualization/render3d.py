@@ -13,7 +13,10 @@ Headless rendering in open3d 0.20 needs Vulkan (Debian: ``libvulkan1``, ``mesa-v
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +126,20 @@ def virtual_camera(layout: SceneLayout, rig: Rig, opts: RenderOptions, t_s: floa
     return look_at_camera(target + dist * direction(az), target, layout.up, opts.size, opts.fov_deg)
 
 
+@contextlib.contextmanager
+def _stdout_silenced():
+    """Send file descriptor 1 to /dev/null for the duration (C libraries write there directly)."""
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def open_renderer(size: tuple[int, int]):
     """An open3d ``OffscreenRenderer`` with post-processing off, or a one-line PosecapError."""
     try:
@@ -130,7 +147,8 @@ def open_renderer(size: tuple[int, int]):
         from open3d.visualization import rendering
 
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
-        renderer = rendering.OffscreenRenderer(int(size[0]), int(size[1]))
+        with _stdout_silenced():  # Filament prints its engine banner on the C-level stdout
+            renderer = rendering.OffscreenRenderer(int(size[0]), int(size[1]))
     except Exception as exc:  # noqa: BLE001 - any failure here means no headless rendering
         raise PosecapError(
             f"open3d cannot render offscreen here ({exc.__class__.__name__}: {exc}); install the Vulkan "
