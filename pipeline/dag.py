@@ -76,9 +76,6 @@ class Dag:
                     todo.append(dep)
         return seen
 
-    def descendants(self, name: str) -> set[str]:
-        return {n for n in self.nodes if name in self.ancestors(n)}
-
     def producers(self, path: Path) -> list[str]:
         return [n for n, node in self.nodes.items() if any(_overlaps(path, o) for o in node.outputs)]
 

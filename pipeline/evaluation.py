@@ -132,13 +132,9 @@ def rig_figures(session_dir: Path, truth_dir: Path) -> RigFigures | None:
     if rigs is None:
         return None
     est, truth, names = rigs
-
-    def centres(rig: dict) -> np.ndarray:
-        return _centres(rig, names)
-
-    s, R_al, t_al = _similarity(centres(est), centres(truth))
-    c_est = (s * (R_al @ centres(est).T)).T + t_al
-    c_err = np.linalg.norm(c_est - centres(truth), axis=1) * 1000
+    c_est, c_true = _centres(est, names), _centres(truth, names)
+    s, R_al, t_al = _similarity(c_est, c_true)
+    c_err = np.linalg.norm(s * c_est @ R_al.T + t_al - c_true, axis=1) * 1000
     rot_err = {}
     for c in names:
         R_est = np.asarray(est[c]["R"]) @ R_al.T  # world(true) -> cam

@@ -101,9 +101,6 @@ class Runner:
         self.lock = Lock.load(self.session_dir)
 
     # ---- status -------------------------------------------------------------------------
-    def _digests(self, paths: Sequence[Path], node_rel) -> dict[str, str | None]:
-        return {node_rel(p): self.lock.cache.digest(p) for p in paths}
-
     def own_status(self, name: str) -> StageStatus:
         """Status of one stage looking only at itself (not at upstream stages)."""
         node = self.dag.nodes[name]
@@ -247,11 +244,15 @@ class Runner:
         fresh.cache.stamps.update(self.lock.cache.stamps)
         self.lock = fresh
         cache = self.lock.cache
+
+        def digests(paths: Sequence[Path]) -> dict[str, str | None]:
+            return {node.rel(p): cache.digest(p) for p in paths}
+
         self.lock.stages[name] = StageRecord(
             version=node.stage.version,
             params=params_dict(node.ctx.params),
-            inputs={node.rel(p): cache.digest(p) for p in node.inputs},
-            outputs={node.rel(p): cache.digest(p) for p in node.outputs},
+            inputs=digests(node.inputs),
+            outputs=digests(node.outputs),
             finished_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             duration_s=duration,
         )
