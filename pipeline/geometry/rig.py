@@ -17,7 +17,7 @@ import numpy as np
 
 from pipeline.artifacts import read_yaml, write_yaml
 from pipeline.errors import ArtifactError
-from pipeline.geometry.camera import Camera, cam_to_pixels, pad_dist, undistort_pixels
+from pipeline.geometry.camera import Camera, cam_to_pixels, pad_dist
 
 RIG_SCHEMA = "rig@1"
 
@@ -125,7 +125,7 @@ class Rig:
         uv_px = np.asarray(uv_px, dtype=np.float64)
         if uv_px.ndim < 2 or uv_px.shape[0] != len(self) or uv_px.shape[-1] != 2:
             raise ValueError(f"uv_px must have shape ({len(self)}, ..., 2); got {uv_px.shape}")
-        return np.stack([undistort_pixels(uv_px[c], cam.K, cam.dist) for c, cam in enumerate(self.cameras)])
+        return np.stack([cam.undistort_points(uv_px[c]) for c, cam in enumerate(self.cameras)])
 
     # ---- file I/O -----------------------------------------------------------------------
 
