@@ -48,6 +48,17 @@ class ConvStem(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.layers(x))
 
+    def forward_pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """(N, 3, h, w) -> (the projected map (N, C, Gh, Gw), {stride: (N, c_i, h / stride, w / stride)})."""
+        pyramid: dict[int, torch.Tensor] = {}
+        stride = 1
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i % 3 == 2:  # after each conv -> norm -> SiLU
+                stride *= 2
+                pyramid[stride] = x
+        return self.proj(x), pyramid
+
 
 class PatchStem(nn.Module):
     """ViT patch embedding: one conv, kernel = stride = patch size. (N, 3, h, w) -> (N, C, Gh, Gw)."""
@@ -114,7 +125,9 @@ class Backbone(nn.Module):
         """
         if images.ndim != 4:
             raise ValueError(f"Backbone: images must be (N, 3, h, w); got {tuple(images.shape)}")
-        fmap = self.stem(images)
+        return self._tokens_of(self.stem(images))
+
+    def _tokens_of(self, fmap: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         gh, gw = fmap.shape[-2:]
         x = fmap.flatten(2).transpose(1, 2)
         if self.pos is not None:
@@ -126,6 +139,19 @@ class Backbone(nn.Module):
         """(N, 3, h, w) -> feature map (N, C, Gh, Gw)."""
         x, (gh, gw) = self.forward_tokens(images)
         return x.transpose(1, 2).reshape(x.shape[0], -1, gh, gw)
+
+    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """(N, 3, h, w) -> (feature map (N, C, Gh, Gw), the conv stem's maps {stride: (N, c, h/stride, w/stride)}).
+
+        Only for a conv stem (the bottom-up head's skips).
+        """
+        if not isinstance(self.stem, ConvStem):
+            raise ValueError("Backbone.forward_features: stem features need a conv stem")
+        if images.ndim != 4:
+            raise ValueError(f"Backbone: images must be (N, 3, h, w); got {tuple(images.shape)}")
+        fmap, pyramid = self.stem.forward_pyramid(images)
+        x, (gh, gw) = self._tokens_of(fmap)
+        return x.transpose(1, 2).reshape(x.shape[0], -1, gh, gw), pyramid
 
     def forward_packed(self, images: list[torch.Tensor]) -> PackedTokens:
         """Crops of different sizes as one packed sequence (no resizing, no padding).

@@ -91,6 +91,7 @@ class HeadConfig:
         "pixelshuffle", "bottom-up head: token grid -> 1/4 resolution by PixelShuffle, transposed conv or bilinear")
     channels: int = param(64, "bottom-up head: channels at 1/4 resolution")
     tag_dim: int = param(1, "bottom-up head: associative-embedding tag dimension L")
+    skips: bool = param(False, "bottom-up head: add the conv stem's stride-8 and stride-4 features (conv stem only)")
     split_ratio: float = param(2.0, "SimCC: bins per input pixel")
     simcc_sigma: tuple[float, float] = param((4.9, 5.66), "SimCC: label sigma in bins (x, y)")
     token_dim: int = param(128, "SimCC: keypoint token width")
@@ -135,6 +136,9 @@ class ModelConfig:
             raise ConfigError(f"{where}.head: token_dim must be a multiple of token_heads")
         if self.num_joints < 1:
             raise ConfigError(f"{where}: num_joints must be >= 1; got {self.num_joints}")
+        if self.head.skips and (self.head.kind != "bottomup" or s.kind != "conv" or len(s.channels) < 3):
+            raise ConfigError(f"{where}.head: skips need the bottomup head and a conv stem of >= 3 layers "
+                              f"(stride-4 and stride-8 features)")
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from pipeline.kernels import configure_kernels
 from pipeline.model.backbone import Backbone
 from pipeline.model.config import ModelConfig
 from pipeline.model.heads import BottomUpHead, HeatmapHead, SimCCHead
-from pipeline.model.packing import unpack
+from pipeline.model.packing import group_by_size, unpack
 from pipeline.skeleton import get_skeleton
 
 __all__ = ["PoseModel", "build_head", "build_model"]
@@ -46,7 +46,11 @@ def build_head(config: ModelConfig) -> nn.Module:
                           f"({skeleton.num_joints} joints); the bottom-up codec groups by the skeleton")
     codec = AssociativeEmbeddingCodec(input_size=config.input_size, heatmap_size=config.heatmap_size,
                                       sigma=h.sigma, skeleton=skeleton)
-    return BottomUpHead(c, k, config.upsample_factor, codec, h.upsample, h.channels, h.tag_dim)
+    skip_channels = None
+    if h.skips:
+        stem = config.backbone.stem.channels
+        skip_channels = (stem[2], stem[1])  # stride 8, stride 4
+    return BottomUpHead(c, k, config.upsample_factor, codec, h.upsample, h.channels, h.tag_dim, skip_channels)
 
 
 def _to_float(out: Any) -> Any:
@@ -76,7 +80,11 @@ class PoseModel(nn.Module):
     def forward(self, images: torch.Tensor) -> Any:
         """images (N, 3, h, w) -> the head's outputs (fp32)."""
         with self._autocast(images.device):
-            out = self.head(self.backbone(images))
+            if getattr(self.head, "uses_skips", False):
+                features, pyramid = self.backbone.forward_features(images)
+                out = self.head(features, pyramid)
+            else:
+                out = self.head(self.backbone(images))
         return _to_float(out)
 
     def forward_packed(self, crops: list[torch.Tensor]) -> list[Any]:
@@ -86,6 +94,13 @@ class PoseModel(nn.Module):
         heatmaps (K, H_i, W_i) for the heatmap head.
         """
         device = crops[0].device if crops else torch.device("cpu")
+        if getattr(self.head, "uses_skips", False):  # the head needs stem maps: run each size group whole
+            outs_s: list[Any] = [None] * len(crops)
+            for idx in group_by_size(crops).values():
+                out = self.forward(torch.stack([crops[i] for i in idx]))
+                for j, i in enumerate(idx):
+                    outs_s[i] = tuple(o[j] for o in out)
+            return outs_s
         with self._autocast(device):
             maps = unpack(self.backbone.forward_packed(crops))
             outs: list[Any] = [None] * len(maps)

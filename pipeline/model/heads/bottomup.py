@@ -11,6 +11,14 @@ Upsampling from the token grid (``upsample``):
 
 Then conv3x3 -> BatchNorm -> ReLU -> conv1x1 to K heatmaps and K * L tags. The head owns an
 :class:`~pipeline.codecs.AssociativeEmbeddingCodec` and only calls its ``decode``.
+
+With ``skip_channels`` (c8, c4) the conv stem's stride-8 and stride-4 maps are added before the
+refinement, FPN-style: conv1x1 projections of each (the stride-8 one bilinearly upsampled by 2),
+then a residual conv3x3 -> BN -> ReLU -> conv3x3 -> BN block. A token grid at stride 16 is
+coarse next to a person 40 px tall; the stem's fine maps put the peaks on the joints. The
+projections and the block's last BatchNorm start at zero, so a head with skips starts out
+computing exactly what the same head without them computes (a trained skip-less head can be
+fine-tuned into one).
 """
 
 from __future__ import annotations
@@ -31,11 +39,13 @@ class BottomUpHead(nn.Module):
     Args:
         in_channels: C; num_joints: K; upsample: f = s / 4 (power of two >= 1);
         codec: the associative-embedding codec; mode: "pixelshuffle", "deconv" or "bilinear";
-        channels: width at 1/4 resolution; tag_dim: L.
+        channels: width at 1/4 resolution; tag_dim: L; skip_channels: (c8, c4) of the conv stem's
+        stride-8 and stride-4 maps, or None for no skips.
     """
 
     def __init__(self, in_channels: int, num_joints: int, upsample: int, codec: AssociativeEmbeddingCodec,
-                 mode: str = "pixelshuffle", channels: int = 64, tag_dim: int = 1) -> None:
+                 mode: str = "pixelshuffle", channels: int = 64, tag_dim: int = 1,
+                 skip_channels: tuple[int, int] | None = None) -> None:
         super().__init__()
         if upsample < 1 or upsample & (upsample - 1):
             raise ValueError(f"BottomUpHead: upsample must be a power of two >= 1; got {upsample}")
@@ -59,10 +69,34 @@ class BottomUpHead(nn.Module):
         self.refine = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False),
                                     nn.BatchNorm2d(channels), nn.ReLU())
         self.out = nn.Conv2d(channels, num_joints * (1 + tag_dim), 1)
+        self.uses_skips = skip_channels is not None
+        if skip_channels is not None:
+            c8, c4 = skip_channels
+            self.skip8 = nn.Conv2d(c8, channels, 1)
+            self.skip4 = nn.Conv2d(c4, channels, 1)
+            self.fuse = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                                      nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                                      nn.BatchNorm2d(channels))
+            for conv in (self.skip8, self.skip4):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+            nn.init.zeros_(self.fuse[-1].weight)
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, C, Gh, Gw) -> (heatmaps (N, K, H, W), tags (N, K, H, W, L))."""
-        out = self.out(self.refine(self.up(features)))
+    def forward(self, features: torch.Tensor,
+                skips: dict[int, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, C, Gh, Gw) -> (heatmaps (N, K, H, W), tags (N, K, H, W, L)).
+
+        ``skips`` (heads with skips): the stem maps {8: (N, c8, H / 2, W / 2), 4: (N, c4, H, W)}.
+        """
+        x = self.up(features)
+        if self.uses_skips:
+            if skips is None:
+                raise ValueError("BottomUpHead: this head adds the stem's stride-8 and stride-4 maps; pass skips")
+            s8 = nn.functional.interpolate(self.skip8(skips[8]), size=x.shape[-2:], mode="bilinear",
+                                           align_corners=False)
+            x = x + s8 + self.skip4(skips[4])
+            x = x + self.fuse(x)
+        out = self.out(self.refine(x))
         n, _, h, w = out.shape
         k = self.num_joints
         heatmaps = out[:, :k]
