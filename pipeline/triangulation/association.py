@@ -11,7 +11,9 @@ Two steps, as mvpose and 4DAssociation do:
    clusters of one person are suppressed; then every detection is re-assigned, per camera, to
    the cluster whose reprojection it matches (one-to-one, cheapest first, gated). This moves
    detections a greedy epipolar merge got wrong. Clusters left with one view are dropped: a
-   person seen by one camera is not triangulated.
+   person seen by one camera is not triangulated. So is a cluster detected by fewer than
+   ``min_view_share`` of the cameras its skeleton projects into: two detections of different
+   people that agree along an epipolar line make a "ghost" that the other cameras do not see.
 
 Arrays: ``uv`` (C, T, P, J, 2) distorted pixels with NaN where missing, ``w`` (C, T, P, J) weights
 (0 where missing); ``members`` (T, K, C) int, the detection slot of camera c in cluster k, -1 none.
@@ -39,6 +41,9 @@ class AssociationOptions:
         min_common_joints: joints two detections must share to be compared.
         duplicate_distance_m: clusters closer than this (mean joint distance) are one person.
         iterations: triangulate-and-reassign passes.
+        min_view_share: a person must be detected in at least this share of the cameras whose
+            image it projects into (half its joints inside the frame); fewer is a ghost, two
+            detections of different people that happen to agree along an epipolar line.
     """
 
     epipolar_threshold_px: float = 25.0
@@ -47,6 +52,7 @@ class AssociationOptions:
     min_common_joints: int = 3
     duplicate_distance_m: float = 0.25
     iterations: int = 2
+    min_view_share: float = 0.6
 
 
 def _skew(v: np.ndarray) -> np.ndarray:
@@ -197,6 +203,16 @@ def _assign_min_cost(cost: np.ndarray, threshold: float) -> np.ndarray:
     return out.reshape(batch + (K,))
 
 
+def _cameras_in_view(rig: Rig, proj: np.ndarray) -> np.ndarray:
+    """How many cameras see each person: proj (C, T, K, J, 2) px -> (T, K), counting a camera when at
+    least half the person's projected joints fall inside its image."""
+    size = np.array([cam.image_size for cam in rig.cameras], dtype=np.float64)[:, None, None, None, :]  # (C,1,1,1,2)
+    with np.errstate(invalid="ignore"):
+        inside = ((proj >= -0.5) & (proj <= size - 0.5)).all(-1)  # (C, T, K, J)
+    finite = np.isfinite(proj).all(-1).sum(-1)
+    return ((inside.sum(-1) * 2 >= finite) & (finite > 0)).sum(0)
+
+
 def associate(rig: Rig, uv: np.ndarray, w: np.ndarray, options: AssociationOptions,
               robust: RobustOptions, show_progress: bool = False) -> np.ndarray:
     """Group detections across cameras into people, per frame.
@@ -248,5 +264,9 @@ def associate(rig: Rig, uv: np.ndarray, w: np.ndarray, options: AssociationOptio
         assign = _assign_min_cost(reproj, options.reprojection_threshold_px)  # (C, T, K)
         members = assign.transpose(1, 2, 0)
         members[(members >= 0).sum(-1) < 2] = -1
+        if options.min_view_share > 0:
+            expected = _cameras_in_view(rig, proj)  # (T, K)
+            support = (members >= 0).sum(-1)
+            members[support < options.min_view_share * expected] = -1
     keep = (members >= 0).any(axis=(0, 2))
     return members[:, keep] if keep.any() else members[:, :0]

@@ -2,7 +2,7 @@
 
 Each track predicts its next pose with a constant-velocity model (per joint, velocity smoothed
 over frames). Per frame, tracks and the frame's triangulated people are matched by the Hungarian
-algorithm on the mean 3D joint distance to the prediction, gated at ``max_distance_m`` (plus an
+algorithm on the median 3D joint distance to the prediction, gated at ``max_distance_m`` (plus an
 allowance that grows with the time since the track was last seen). Unmatched people start new
 tracks, so the number of people is not fixed in advance; a track unseen for more than
 ``max_gap_frames`` ends, and tracks shorter than ``min_track_frames`` are dropped as spurious.
@@ -10,6 +10,7 @@ tracks, so the number of people is not fixed in advance; a track unseen for more
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,14 +36,20 @@ class TrackingOptions:
     velocity_smoothing: float = 0.5
 
 
-def _mean_joint_distance(a: np.ndarray, b: np.ndarray, min_common: int = 3) -> np.ndarray:
-    """a (N, J, 3), b (M, J, 3) -> (N, M) mean distance over joints finite in both (inf if too few)."""
+def _median_joint_distance(a: np.ndarray, b: np.ndarray, min_common: int = 3) -> np.ndarray:
+    """a (N, J, 3), b (M, J, 3) -> (N, M) median distance over joints finite in both (inf if too few).
+
+    The median, not the mean: one swapped or badly triangulated limb must not push a person past
+    the gate and break its track.
+    """
     d = np.linalg.norm(a[:, None] - b[None], axis=-1)  # (N, M, J)
-    ok = np.isfinite(d)
-    n = ok.sum(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(ok, d, 0.0).sum(-1) / n
-    return np.where(n >= min_common, mean, np.inf)
+    n = np.isfinite(d).sum(-1)
+    if d.size == 0:
+        return np.full(d.shape[:2], np.inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows: handled by n below
+        med = np.nanmedian(d, axis=-1)
+    return np.where(n >= min_common, med, np.inf)
 
 
 def track(points: np.ndarray, options: TrackingOptions) -> np.ndarray:
@@ -71,7 +78,7 @@ def track(points: np.ndarray, options: TrackingOptions) -> np.ndarray:
         if alive and dets.size:
             dt = np.array([t - last_t[i] for i in alive], dtype=np.float64)
             pred = np.stack([last_pos[i] + velocity[i] * min(d, 5.0) for i, d in zip(alive, dt)])
-            cost = _mean_joint_distance(pred, points[t, dets])
+            cost = _median_joint_distance(pred, points[t, dets])
             gate = options.max_distance_m + options.gap_allowance_m * (dt - 1.0)
             cost = np.where(cost < gate[:, None], cost, np.inf)
             finite = np.where(np.isfinite(cost), cost, 1e6)

@@ -111,3 +111,23 @@ def test_person_seen_by_one_camera_is_not_triangulated():
     assert res.joints.shape[1] == 1
     of, _ = match_tracks(res.joints, truth[:, :1])
     assert of[0] == 0
+
+
+def test_a_person_only_two_of_six_cameras_detect_is_dropped_as_a_ghost():
+    """Two views that agree, while four more cameras have the person in frame and see nothing there,
+    are the signature of a ghost (two people matched along an epipolar line): dropped by default."""
+    rig = make_rig(6, seed=4)
+    truth = crossing_people(20, 2)
+    kp, _ = observe(rig, truth, noise_px=1.0, seed=3)
+    kp[2:, :, 1] = np.nan  # person 1: only cameras 0 and 1 report it
+    kp[2:, :, 1, :, 2] = 0.0
+    uv, w = kp[..., :2].astype(float), kp[..., 2].astype(float)
+    in_frame = rig.cameras[3].in_image(rig.cameras[3].project(truth[:, 1])).mean()
+    assert in_frame > 0.9  # the other cameras do have it in view
+
+    def people_per_frame(share: float) -> np.ndarray:
+        members = associate(rig, uv, w, AssociationOptions(min_view_share=share), RobustOptions())
+        return (members >= 0).any(-1).sum(-1)
+
+    np.testing.assert_array_equal(people_per_frame(0.0), 2)  # without the check: kept with its 2 views
+    np.testing.assert_array_equal(people_per_frame(AssociationOptions().min_view_share), 1)
