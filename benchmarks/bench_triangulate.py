@@ -19,7 +19,8 @@ aniposelib is not a posecap dependency. Install it in a throwaway venv, e.g.::
     /tmp/benchvenv/bin/pip install aniposelib numpy scipy pyyaml tqdm opencv-python-headless
     /tmp/benchvenv/bin/python benchmarks/bench_triangulate.py
 
-Without aniposelib only posecap's rows are printed. ``--quick`` uses fewer points.
+Without aniposelib only posecap's rows are printed. ``--quick`` uses fewer points. aniposelib 0.8
+runs DLT as one JAX batch; 0.5.x (``pip install aniposelib==0.5.1``) loops over points in Python.
 """
 
 from __future__ import annotations
@@ -191,6 +192,11 @@ def main(argv: list[str] | None = None) -> None:
         args.frames, args.repeats, args.ransac_limit = 600, 1, 30.0
     if ani is None:
         print(INSTALL_HINT)
+    else:
+        from importlib.metadata import version
+
+        print(f"aniposelib {version('aniposelib')} (0.8 triangulates in one JAX batch; 0.5 loops over points "
+              "in Python -- run this script from a venv with each to compare both)")
     rows = run(args.frames, {4: 2000, 16: 20}, args.ransac_limit, args.repeats)
     print_table(rows)
 

@@ -8,6 +8,7 @@ same), ``calib/intrinsics/<cam>.yaml`` (``posecap/intrinsics@1``) and ``calib/in
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,8 @@ from pipeline.config import param
 from pipeline.errors import ArtifactError, ConfigError, PosecapError
 from pipeline.stage import Stage, StageContext
 
+_LIB = Settings()  # the library's defaults: the params below take theirs from it, so they live in one place
+
 
 @dataclass(frozen=True)
 class CalibrateIntrinsicsParams:
@@ -25,25 +28,30 @@ class CalibrateIntrinsicsParams:
 
     recording: str = param("intrinsics", "recording in session.yaml whose streams show the board sweeps")
     cameras: list[str] = param([], "cameras to calibrate; empty = every camera of the recording")
-    stride: int = param(1, "examine every n-th frame of each stream")
-    max_frames: int = param(40, "most frames given to the solver, chosen to cover the image and tilts")
+    stride: int = param(_LIB.stride, "examine every n-th frame of each stream")
+    max_frames: int = param(_LIB.max_frames, "most frames given to the solver, chosen to cover the image and tilts")
     model: Literal["pinhole5", "rational8", "fisheye"] = param(
-        "pinhole5", "distortion model: pinhole5 (k1 k2 p1 p2 k3) | rational8 (+ k4 k5 k6) | fisheye (k1..k4)"
+        _LIB.model, "distortion model: pinhole5 (k1 k2 p1 p2 k3) | rational8 (+ k4 k5 k6) | fisheye (k1..k4)"
     )
     blur_min_relative: float = param(
-        0.35, "reject a frame whose sharpness inside the board is below this fraction of the camera's median"
+        _LIB.blur_min_relative,
+        "reject a frame whose sharpness inside the board is below this fraction of the camera's median",
     )
     outlier_k: float = param(
-        3.0, "a view is an outlier above median + k * robust sigma of the per-view errors"
+        _LIB.outlier_k, "a view is an outlier above median + k * robust sigma of the per-view errors"
     )
-    outlier_floor_px: float = param(0.5, "views with an RMS error below this (px) are never outliers")
-    min_frames: int = param(8, "fewest frames with the board a camera needs; fewer is an error")
-    rms_warn_px: float = param(1.0, "warn when a camera's RMS reprojection error (px) is above this")
+    outlier_floor_px: float = param(
+        _LIB.outlier_floor_px, "views with an RMS error below this (px) are never outliers"
+    )
+    min_frames: int = param(_LIB.min_frames, "fewest frames with the board a camera needs; fewer is an error")
+    rms_warn_px: float = param(_LIB.rms_warn_px, "warn when a camera's RMS reprojection error (px) is above this")
     coverage_warn: float = param(
-        0.5, "warn when the used corners cover less than this fraction of the image grid"
+        _LIB.coverage_warn, "warn when the used corners cover less than this fraction of the image grid"
     )
-    workers: int = param(0, "detection processes; 0 = one per CPU core, 1 = no pool")
-    diagnose_samples: int = param(12, "frames sampled to find the right board definition when none is found")
+    workers: int = param(_LIB.workers, "detection processes; 0 = one per CPU core, 1 = no pool")
+    diagnose_samples: int = param(
+        _LIB.diagnose_samples, "frames sampled to find the right board definition when none is found"
+    )
     write_png: bool = param(True, "also write calib/intrinsics/<cam>.png (coverage and residuals)")
 
     def __post_init__(self) -> None:
@@ -54,19 +62,8 @@ class CalibrateIntrinsicsParams:
             raise ValueError(f"max_frames ({self.max_frames}) must be >= min_frames ({self.min_frames})")
 
     def settings(self) -> Settings:
-        return Settings(
-            stride=self.stride,
-            max_frames=self.max_frames,
-            model=self.model,
-            blur_min_relative=self.blur_min_relative,
-            outlier_k=self.outlier_k,
-            outlier_floor_px=self.outlier_floor_px,
-            min_frames=self.min_frames,
-            rms_warn_px=self.rms_warn_px,
-            coverage_warn=self.coverage_warn,
-            workers=self.workers,
-            diagnose_samples=self.diagnose_samples,
-        )
+        """The library's settings: every field of :class:`Settings` has a same-named param here."""
+        return Settings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Settings)})
 
 
 def recording_cameras(

@@ -35,10 +35,11 @@ MIN_CORNERS = 6
 
 @dataclass(frozen=True)
 class Settings:
-    """The knobs of one calibration (the stage's params; see stages/calibrate_intrinsics.py)."""
+    """The knobs of one calibration and their defaults (the stage's params take theirs from here;
+    see stages/calibrate_intrinsics.py for what each does)."""
 
     stride: int = 1
-    max_frames: int = 40
+    max_frames: int = 120
     model: str = "pinhole5"
     blur_min_relative: float = 0.35
     outlier_k: float = 3.0
