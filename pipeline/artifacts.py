@@ -11,9 +11,12 @@ Every write goes to a temporary file in the destination folder and is moved into
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import re
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,15 +34,22 @@ SCHEMA_PREFIX = "posecap/"
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success move it onto ``path``.
 
-    On any exception the temporary file is removed and ``path`` is left as it was.
-    ``suffix`` defaults to the destination's suffix (so writers that pick a format by
-    extension, such as ``cv2.VideoWriter``, see the right one).
+    On any exception the temporary file is removed and ``path`` is left as it was. An
+    ``OSError`` that means the folder cannot take the file (disk full, file too large, read-only,
+    no permission) becomes a one-line ArtifactError naming ``path``; other errors propagate. The
+    temporary name carries the writer's process id (``.<name>.tmp-<pid>-<random>``), so one left
+    by a killed process can be recognised and removed (:func:`remove_stale_temporaries`).
+    ``suffix`` defaults to the destination's suffix (so writers that pick a format by extension,
+    such as ``cv2.VideoWriter``, see the right one).
     """
     dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{dest.name}.tmp-", suffix=dest.suffix if suffix is None else suffix, dir=dest.parent
-    )
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}{TEMP_MARK}{os.getpid()}-",
+                                        suffix=dest.suffix if suffix is None else suffix, dir=dest.parent)
+    except OSError as exc:
+        raise ArtifactError(f"{dest}: cannot write ({_os_reason(exc)}); {dest.parent} must be a writable "
+                            "folder") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -50,10 +60,56 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            kept = "the previous file is kept" if dest.exists() else "nothing was written"
+            raise ArtifactError(f"{dest}: cannot write ({_os_reason(exc)}); {kept}; free disk space or fix "
+                                "the folder's permissions, then rerun") from None
         raise
+
+
+# errors that mean "this folder cannot take the file": reported as an ArtifactError naming it
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+TEMP_MARK = ".tmp-"  # atomic_path's temporary files: .<name>.tmp-<pid>-<random><suffix>
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-")
+
+
+def _os_reason(exc: OSError) -> str:
+    """``strerror`` of an OSError (``No space left on device``), or its text."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def remove_stale_temporaries(root: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files under ``root`` that :func:`atomic_path` left in a killed process.
+
+    A temporary file is stale when the process whose id is in its name no longer exists (or is
+    this process, which holds no write open when this is called). Call it only while no other
+    writer of this process works under ``root``; the runner calls it holding the session's run
+    lock. Returns the removed paths.
+    """
+    removed = []
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            m = _TEMP_NAME.match(name)
+            if m is None or (int(m["pid"]) != os.getpid() and _pid_alive(int(m["pid"]))):
+                continue
+            path = Path(dirpath) / name
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _umask() -> int:
@@ -167,10 +223,22 @@ def read_yaml(path: str | os.PathLike, schema: str) -> dict[str, Any]:
 
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
-    """Write arrays to an uncompressed ``.npz`` atomically."""
+    """Write arrays to an uncompressed ``.npz`` atomically.
+
+    The bytes depend on the arrays only (every zip entry carries the same fixed timestamp, where
+    ``np.savez`` stamps the current time), so equal results give byte-identical files wherever
+    and whenever they are written.
+    """
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
+            with zf.open(info, "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asarray(value), allow_pickle=False)
     write_bytes(path, buf.getvalue())
+
+
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

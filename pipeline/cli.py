@@ -36,7 +36,22 @@ def _load(config_path: str | None, session_dir: str | None = None):
     return load_config(config_path, config_sections(), session_dir=session_dir)
 
 
-def _runner(args: argparse.Namespace, session_dir: str | None = None):
+def _executor_params(args: argparse.Namespace, config):
+    """The config's ``executor`` section with the command line's --executor / --workers / --address over it."""
+    import dataclasses
+
+    from pipeline.executors import ExecutorParams
+
+    params = config.sections.get("executor", ExecutorParams()) if config is not None else ExecutorParams()
+    changes = {k: v for k, v in (("kind", getattr(args, "executor", None)), ("workers", getattr(args, "workers", None)),
+                                 ("address", getattr(args, "address", None))) if v is not None}
+    try:
+        return dataclasses.replace(params, **changes)
+    except ValueError as exc:
+        raise ConfigError(f"command line: {exc}") from None
+
+
+def _runner(args: argparse.Namespace, session_dir: str | None = None, executor=None):
     from pipeline.runner import Runner
     from stages import load_stages
 
@@ -44,17 +59,38 @@ def _runner(args: argparse.Namespace, session_dir: str | None = None):
     if config.session_dir is None:
         raise ConfigError(f"{args.config}: key 'session_dir' missing; set it to the session folder "
                           "(relative to the config file)")
-    return Runner(load_stages(), config, config.session_dir, show_progress=args.verbosity >= 0)
+    return Runner(load_stages(), config, config.session_dir, show_progress=args.verbosity >= 0, executor=executor)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    runner = _runner(args)
-    report = runner.run(force=args.force or (), until=args.until, only=args.only, on_error=args.on_error)
+    from pipeline.executors import make_executor
+
+    with make_executor(_executor_params(args, _load(args.config))) as executor:
+        runner = _runner(args, executor=executor)
+        report = runner.run(force=args.force or (), until=args.until, only=args.only, on_error=args.on_error)
     for name, why in report.failed.items():
         print(f"FAILED  {name}: {why}", file=sys.stderr)
     for name, why in report.skipped_dependents.items():
         print(f"SKIPPED {name}: {why}", file=sys.stderr)
     log.info("ran %d stage(s), %d up to date", len(report.ran), len(report.skipped_up_to_date))
+    return 0 if report.ok else 1
+
+
+def cmd_run_batch(args: argparse.Namespace) -> int:
+    from pipeline.batch import expand_configs, run_batch, summary_table
+    from pipeline.executors import make_executor
+
+    paths = expand_configs(args.configs)
+    config = None
+    for path in paths:  # the executor section of the first config that reads; a broken one fails alone below
+        try:
+            config = _load(str(path))
+            break
+        except PosecapError:
+            continue
+    with make_executor(_executor_params(args, config)) as executor:
+        report = run_batch(paths, executor, force=args.force or (), on_error=args.on_error)
+    print(summary_table(report))
     return 0 if report.ok else 1
 
 
@@ -138,6 +174,15 @@ DEFAULTS_HEADER = """\
 """
 
 
+def _executor_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "ray"], help="where stages and chunks run (default: the "
+                   "config's executor.kind, else local); ray needs pip install 'posecap[ray]'")
+    p.add_argument("--workers", type=int, metavar="N", help="local: worker processes; ray: CPUs of a Ray "
+                   "started here (default: the config's executor.workers)")
+    p.add_argument("--address", metavar="HOST:PORT", help="ray: cluster address (default: executor.address, "
+                   "else $RAY_ADDRESS, else a Ray started here)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from stages import STAGE_MODULES
 
@@ -156,7 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="STAGE", help="run just this stage")
     p.add_argument("--on-error", choices=["fail", "skip-dependents"], default="fail",
                    help="on a failing stage: stop, or skip what depends on it and go on")
+    _executor_flags(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("run-batch", help="run many sessions (configs or globs) locally or on Ray; a failing "
+                                         "session does not stop the others")
+    p.add_argument("configs", nargs="+", metavar="CONFIG_OR_GLOB", help="session config YAMLs or quoted globs")
+    p.add_argument("--force", action="append", metavar="STAGE|all", help="rerun a stage in every session")
+    p.add_argument("--on-error", choices=["fail", "skip-dependents"], default="skip-dependents",
+                   help="within a session: stop at a failing stage, or skip what depends on it and go on")
+    _executor_flags(p)
+    p.set_defaults(func=cmd_run_batch, config=None)
 
     p = sub.add_parser("status", help="table of stages: up-to-date / stale / never run / blocked, and why")
     p.add_argument("config")

@@ -7,12 +7,14 @@ folder of A, or is a folder holding one of A's outputs. There is never a hand-wr
 from __future__ import annotations
 
 import graphlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import Config
-from pipeline.errors import DagError
+from pipeline.errors import ConfigError, DagError
 from pipeline.stage import Stage, StageContext
 
 
@@ -84,8 +86,11 @@ class Dag:
             raise DagError(f"unknown stage '{name}'; stages are: {', '.join(self.nodes)}")
 
 
-def build_dag(stages: Sequence[Stage], config: Config, session_dir: Path, show_progress: bool = True) -> Dag:
+def build_dag(stages: Sequence[Stage], config: Config, session_dir: Path, show_progress: bool = True,
+              executor: Any = None) -> Dag:
     """Bind stages to a session and connect them by their declared paths.
+
+    ``executor`` is handed to every stage's context (where its chunk tasks run); None = in-process.
 
     Raises DagError on a cycle, on two stages writing the same path, or when a stage reads
     a path that no stage writes and that does not exist.
@@ -100,6 +105,7 @@ def build_dag(stages: Sequence[Stage], config: Config, session_dir: Path, show_p
             config=config,
             config_dir=config.config_dir,
             show_progress=show_progress,
+            executor=executor,
         )
         ins = tuple(_resolve(p, session_dir) for p in stage.inputs(ctx))
         outs = tuple(_resolve(p, session_dir) for p in stage.outputs(ctx))
@@ -140,6 +146,15 @@ def missing_inputs(dag: Dag, name: str) -> list[Path]:
 
 
 def _resolve(path: str | Path, session_dir: Path) -> Path:
-    """Session-relative paths are joined to the session folder; absolute ones are kept."""
+    """Session-relative paths are joined to the session folder; absolute ones are kept.
+
+    Raises ConfigError when a relative path leads out of the session folder (``..``), which a
+    name taken from the config (a recording, a camera) can do.
+    """
     p = Path(path)
+    if not p.is_absolute():
+        joined = os.path.normpath(session_dir / p)
+        if os.path.commonpath([joined, os.path.normpath(session_dir)]) != os.path.normpath(session_dir):
+            raise ConfigError(f"{session_dir}: the path '{path}' leads outside the session folder; "
+                              "recording and camera names in the config may not contain '..'")
     return (p if p.is_absolute() else session_dir / p).resolve()

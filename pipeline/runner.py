@@ -3,6 +3,10 @@
 Staleness is checked cheapest first and stops at the first reason: never run → code version →
 params → the set of inputs → input contents → outputs (missing or edited by hand) → an upstream
 stage that will rerun. The lock entry of a stage is written only after it succeeds.
+
+Where a stage runs is the executor's business (:mod:`pipeline.executors`): in this thread, or as a
+Ray task. The bookkeeping (status, the run lock, the lock file) always happens here. With an
+executor of more than one slot, stages whose upstream stages are done run at the same time.
 """
 
 from __future__ import annotations
@@ -12,17 +16,20 @@ import dataclasses
 import datetime as dt
 import fcntl
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.artifacts import to_plain
+from pipeline.artifacts import remove_stale_temporaries, to_plain
 from pipeline.config import Config
 from pipeline.dag import Dag, build_dag, missing_inputs
 from pipeline.errors import DagError, PosecapError
+from pipeline.executors.base import Executor, InlineExecutor
 from pipeline.lock import Lock, StageRecord
 from pipeline.stage import Stage
 
@@ -62,6 +69,16 @@ class RunReport:
         return not self.failed
 
 
+def _record(name: str, error: PosecapError | None, report: RunReport, rerun: set[str]) -> None:
+    """Book a finished stage: failed (logged) or ran (its dependents then count as rerun)."""
+    if error is not None:
+        report.failed[name] = str(error)
+        log.error("%s", error)
+        return
+    rerun.add(name)
+    report.ran.append(name)
+
+
 def params_dict(params: Any) -> dict[str, Any]:
     return to_plain(dataclasses.asdict(params)) if dataclasses.is_dataclass(params) else {}
 
@@ -86,6 +103,8 @@ def session_run_lock(session_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             raise PosecapError(f"{session_dir}: another posecap run is working on this session; "
                                "wait for it to finish or stop it") from None
+        for stale in remove_stale_temporaries(session_dir):  # left by a run that was killed
+            log.debug("removed %s, a temporary file of an interrupted run", stale)
         try:
             yield
         finally:
@@ -95,10 +114,13 @@ def session_run_lock(session_dir: Path) -> Iterator[None]:
 class Runner:
     """Runs a session's stages against its lock."""
 
-    def __init__(self, stages: Sequence[Stage], config: Config, session_dir: Path, show_progress: bool = True):
+    def __init__(self, stages: Sequence[Stage], config: Config, session_dir: Path, show_progress: bool = True,
+                 executor: Executor | None = None):
         self.session_dir = Path(session_dir).resolve()
-        self.dag: Dag = build_dag(stages, config, self.session_dir, show_progress)
+        self.executor: Executor = executor if executor is not None else InlineExecutor()
+        self.dag: Dag = build_dag(stages, config, self.session_dir, show_progress, executor=self.executor)
         self.lock = Lock.load(self.session_dir)
+        self._mutex = threading.RLock()  # guards self.lock between stages finishing at the same time
 
     # ---- status -------------------------------------------------------------------------
     def own_status(self, name: str) -> StageStatus:
@@ -195,51 +217,108 @@ class Runner:
         with session_run_lock(self.session_dir):
             return self._run_selected(selected, force, on_error, blocked)
 
+    def _decide(self, name: str, report: RunReport, rerun: set[str], force: Sequence[str],
+                blocked: dict[str, str]) -> str | None:
+        """Why stage ``name`` runs now, or None when it does not (the reason is recorded in ``report``)."""
+        if name in blocked:
+            report.blocked[name] = blocked[name]
+            log.warning("%s: not run: %s", name, blocked[name])
+            return None
+        blocked_by = sorted(d for d in self.dag.deps[name]
+                            if d in report.failed or d in report.skipped_dependents or d in report.blocked)
+        if blocked_by:
+            report.skipped_dependents[name] = f"upstream `{blocked_by[0]}` did not run"
+            log.warning("%s: skipped, upstream `%s` did not run", name, blocked_by[0])
+            return None
+        with self._mutex:
+            st = self.own_status(name)
+        forced = "all" in force or name in force
+        upstream_ran = any(d in rerun for d in self.dag.deps[name])
+        if not (forced or upstream_ran or st.needs_run):
+            report.skipped_up_to_date.append(name)
+            log.info("%s: up to date", name)
+            return None
+        why = "forced" if forced else (f"upstream `{sorted(self.dag.deps[name] & rerun)[0]}` reran"
+                                       if upstream_ran and not st.needs_run else "; ".join(st.reasons))
+        log.info("%s: running (%s)", name, why)
+        return why
+
     def _run_selected(self, selected: list[str], force: Sequence[str], on_error: str,
                       blocked: dict[str, str]) -> RunReport:
+        if self.executor.slots > 1 and len(selected) > 1:
+            return self._run_concurrent(selected, force, on_error, blocked)
         report = RunReport()
         rerun: set[str] = set()
         for name in selected:
-            if name in blocked:
-                report.blocked[name] = blocked[name]
-                log.warning("%s: not run: %s", name, blocked[name])
+            if self._decide(name, report, rerun, force, blocked) is None:
                 continue
-            blocked_by = sorted(d for d in self.dag.deps[name]
-                                if d in report.failed or d in report.skipped_dependents or d in report.blocked)
-            if blocked_by:
-                report.skipped_dependents[name] = f"upstream `{blocked_by[0]}` did not run"
-                log.warning("%s: skipped, upstream `%s` did not run", name, blocked_by[0])
-                continue
-            st = self.own_status(name)
-            forced = "all" in force or name in force
-            upstream_ran = any(d in rerun for d in self.dag.deps[name])
-            if not (forced or upstream_ran or st.needs_run):
-                report.skipped_up_to_date.append(name)
-                log.info("%s: up to date", name)
-                continue
-            why = "forced" if forced else (f"upstream `{sorted(self.dag.deps[name] & rerun)[0]}` reran"
-                                           if upstream_ran and not st.needs_run else "; ".join(st.reasons))
-            log.info("%s: running (%s)", name, why)
             try:
                 self._run_one(name)
             except PosecapError as exc:
                 if on_error == "fail":
                     raise
-                report.failed[name] = str(exc)
-                log.error("%s", exc)
+                _record(name, exc, report, rerun)
                 continue
-            rerun.add(name)
-            report.ran.append(name)
+            _record(name, None, report, rerun)
+        return report
+
+    def _run_concurrent(self, selected: list[str], force: Sequence[str], on_error: str,
+                        blocked: dict[str, str]) -> RunReport:
+        """Like the sequential loop, but a stage starts as soon as its selected upstream stages are done."""
+        report = RunReport()
+        rerun: set[str] = set()
+        chosen, done = set(selected), set()
+        todo = list(selected)
+        running: dict[Future, str] = {}
+        first_error: PosecapError | None = None
+        slots = self.executor.slots
+        with ThreadPoolExecutor(slots, thread_name_prefix="posecap-stage") as threads:
+            while todo or running:
+                for name in list(todo):
+                    if first_error is not None or len(running) >= slots:
+                        break
+                    if not (self.dag.deps[name] & chosen) <= done:
+                        continue
+                    todo.remove(name)
+                    if self._decide(name, report, rerun, force, blocked) is None:
+                        done.add(name)
+                        continue
+                    running[threads.submit(self._run_one, name)] = name
+                if not running:
+                    if first_error is not None or not todo:
+                        break
+                    continue  # a stage was decided without running; look at the rest again
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in sorted(finished, key=lambda f: selected.index(running[f])):
+                    name = running.pop(fut)
+                    done.add(name)
+                    try:
+                        fut.result()
+                    except PosecapError as exc:
+                        if on_error == "fail":
+                            first_error = first_error or exc
+                        else:
+                            _record(name, exc, report, rerun)
+                        continue
+                    _record(name, None, report, rerun)
+        if first_error is not None:
+            raise first_error
         return report
 
     def _run_one(self, name: str) -> None:
         node = self.dag.nodes[name]
         t0 = time.perf_counter()
-        node.stage.run(node.ctx)
+        self.executor.run_stage(node.stage.run, node.ctx)
         duration = time.perf_counter() - t0
         for p in node.outputs:
             if not p.exists():
                 raise PosecapError(f"stage '{name}' finished without writing its output {node.rel(p)}")
+        with self._mutex:
+            self._record(name, duration)
+
+    def _record(self, name: str, duration: float) -> None:
+        """Write stage ``name``'s lock entry after a successful run."""
+        node = self.dag.nodes[name]
         fresh = Lock.load(self.session_dir)  # another command may have written it meanwhile
         fresh.cache.stamps.update(self.lock.cache.stamps)
         self.lock = fresh

@@ -29,6 +29,8 @@ class StageContext:
         config: the whole parsed config (for shared sections such as ``board``).
         config_dir: folder of the config file, for resolving relative external inputs.
         show_progress: whether to draw progress bars.
+        executor: where :meth:`map` sends the stage's chunk tasks (a ``pipeline.executors``
+            executor); None = in this process. A stage never asks which one it is.
     """
 
     session_dir: Path
@@ -37,6 +39,19 @@ class StageContext:
     config_dir: Path
     show_progress: bool = True
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("posecap"))
+    executor: Any = None
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], resources: Any = None) -> list[Any]:
+        """``[fn(item) for item in items]`` on the engine's executor, in parallel where it can; results in order.
+
+        ``fn`` must be a module-level function and each item picklable (it may run in another
+        process or on another machine, which sees the session folder at the same path).
+        ``resources`` is a :class:`pipeline.executors.Resources` request per task (default: one CPU).
+        """
+        from pipeline.executors.base import InlineExecutor, Resources
+
+        executor = self.executor if self.executor is not None else InlineExecutor()
+        return executor.map(fn, items, resources if resources is not None else Resources())
 
     def path(self, relative: str | Path) -> Path:
         """Absolute path of an artifact given relative to the session folder."""

@@ -24,6 +24,7 @@ STAGE_MODULES: dict[str, tuple[str, str]] = {
 # section name -> "module:ClassName"
 SHARED_SECTIONS: dict[str, str] = {
     "board": "pipeline.calibration.board:BoardConfig",
+    "executor": "pipeline.executors.config:ExecutorParams",
 }
 
 

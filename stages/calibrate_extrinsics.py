@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from pipeline.artifacts import read_yaml, write_yaml
+from pipeline.calibration.blas_threads import single_thread_opencv
 from pipeline.calibration.bundle_adjust import INTRINSIC_PARAMS, LOSSES
 from pipeline.config import param
 from pipeline.errors import ArtifactError, ConfigError, PosecapError
@@ -177,6 +178,12 @@ def _outputs(ctx: StageContext) -> list[str]:
 
 
 def run(ctx: StageContext) -> None:
+    """Run the stage with OpenCV on one thread, so its solvers add up in the same order every run."""
+    with single_thread_opencv():
+        _run(ctx)
+
+
+def _run(ctx: StageContext) -> None:
     """Detect, calibrate the rig, calibrate the stereo pairs, write every output."""
     from pipeline.calibration.board import object_points
     from pipeline.calibration.camera_job import check_image_size

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pipeline.artifacts import read_yaml
+from pipeline.calibration.blas_threads import single_thread_opencv
 from pipeline.calibration.camera_job import Settings, calibrate_camera
 from pipeline.config import param
 from pipeline.errors import ArtifactError, ConfigError, PosecapError
@@ -111,6 +112,12 @@ def _outputs(ctx: StageContext) -> list[str]:
 
 
 def run(ctx: StageContext) -> None:
+    """Run the stage with OpenCV on one thread, so its solvers add up in the same order every run."""
+    with single_thread_opencv():
+        _run(ctx)
+
+
+def _run(ctx: StageContext) -> None:
     """Calibrate every camera; cameras that fail do not stop the others, the stage then fails naming them."""
     p: CalibrateIntrinsicsParams = ctx.params
     session_path = ctx.require("session.yaml")

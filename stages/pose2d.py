@@ -4,7 +4,8 @@ Reads ``session.yaml`` and the capture ``streams/`` (and the weights files, so a
 reruns the stage); writes ``pose2d/<cam>.npz`` (``shared/DESIGN.md``) and ``pose2d/pose2d.yaml``
 (backend, weights digest, settings, per-camera detection counts, timing). Chunk checkpoints of
 an unfinished run sit in ``pose2d/.partial/`` and are removed when the stage finishes. See
-``docs/pose2d.md``.
+``docs/pose2d.md``. The work goes out as tasks on the engine's executor (``task_frames``): one
+for all cameras, or frame ranges of each camera that run in parallel and merge in frame order.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class Pose2dParams:
     detector_min_person_score: float = param(0.1, "bottom-up: persons with a lower mean joint score are dropped")
     batch_frames: int = param(8, "frames per network batch (bottom-up and detector)")
     chunk_frames: int = param(64, "frames per checkpoint chunk (a multiple of batch_frames)")
+    task_frames: int = param(0, "0 = one task runs every camera in turn; N = each camera's frames cut into "
+                                "tasks of N (rounded down to whole chunks) that run in parallel; with boxes: "
+                                "track each task starts a fresh tracker")
     queue_frames: int = param(16, "decoded frames buffered ahead of the network (bounds memory)")
     import_format: Literal["openpose", "coco", "dlc"] = param(
         "openpose", "import: openpose (folder <cam>/ of JSON), coco (<cam>.json), dlc (<cam>*.csv)")
@@ -93,6 +97,8 @@ class Pose2dParams:
                 raise ValueError(f"'{key}' must be in [0, 1], got {getattr(self, key)}")
         if self.threads < 0:
             raise ValueError(f"'threads' must be >= 0, got {self.threads}")
+        if self.task_frames < 0:
+            raise ValueError(f"'task_frames' must be >= 0, got {self.task_frames}")
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -246,16 +252,98 @@ def _run_import(ctx: StageContext, cameras: list[_Camera], frames: int) -> tuple
     return out, {"import": {"format": p.import_format, "path": str(root)}}
 
 
-def _run_models(ctx: StageContext, cameras: list[_Camera]) -> tuple[dict[str, np.ndarray], dict]:
+@dataclass(frozen=True)
+class _Task:
+    """One pose2d task: camera streams or frame ranges of them, run with one backend in turn."""
+
+    params: Pose2dParams
+    weights: dict[str, Path]
+    jobs: tuple[Any, ...]  # pipeline.pose2d.runner.CameraJob
+    pose2d_dir: Path
+    keys: dict[str, str]  # camera -> checkpoint key
+    show_progress: bool
+
+
+@dataclass(frozen=True)
+class _TaskResult:
+    results: list[Any]  # pipeline.pose2d.runner.CameraResult per job
+    model_skeleton: str
+    device: str
+    detector_frames: int | None
+
+
+def run_task(task: _Task) -> _TaskResult:
+    """Load the models and run the task's jobs (in any process: a pool worker, a Ray worker, or here)."""
     import torch
 
-    from pipeline.pose2d.build import resolve_device, weights_digest
-    from pipeline.pose2d.runner import CameraJob, RunOptions, run_cameras
+    from pipeline.pose2d.build import resolve_device
+    from pipeline.pose2d.runner import RunOptions, run_cameras
 
-    p: Pose2dParams = ctx.params
+    p = task.params
     if p.threads:
         torch.set_num_threads(p.threads)
     device = resolve_device(p.device)
+    backend = _cached_backend(p, task.weights, device)
+    model_skeleton = _model_skeleton(backend, p)
+    stores = {j.name: ChunkStore(task.pose2d_dir, j.name, task.keys[j.name]) for j in task.jobs}
+    options = RunOptions(p.batch_frames, p.chunk_frames, p.queue_frames, task.show_progress)
+    detector_before = getattr(backend, "detector_frames", None)
+    results = run_cameras(backend, list(task.jobs), stores, options)
+    detector = None if detector_before is None else backend.detector_frames - detector_before
+    return _TaskResult(results, model_skeleton, str(device), detector)
+
+
+_BACKEND_CACHE: dict[str, Any] = {}
+
+
+def _cached_backend(p: Pose2dParams, weights: dict[str, Path], device: Any) -> Any:
+    """The backend of the last task this process ran, when the models and settings are the same.
+
+    A worker process (pool or Ray) runs many tasks of one batch; loading the models once per
+    worker instead of once per task saves seconds per task. Reuse is exact: ``run_camera``
+    resets the backend's tracker state at the start of every job.
+    """
+    stamps = {role: [str(path), path.stat().st_size, path.stat().st_mtime_ns] for role, path in weights.items()}
+    settings = {k: v for k, v in dataclasses.asdict(p).items() if k not in _RUN_ONLY}
+    key = json.dumps({"settings": settings, "weights": stamps, "device": str(device)}, sort_keys=True, default=str)
+    if key not in _BACKEND_CACHE:
+        _BACKEND_CACHE.clear()  # one backend at a time: models can be large
+        _BACKEND_CACHE[key] = build_backend(p, weights, device)
+    return _BACKEND_CACHE[key]
+
+
+def _tasks(ctx: StageContext, cameras: list[_Camera], weights: dict[str, Path], digests: dict[str, str]) -> list[_Task]:
+    """``task_frames`` 0: one task for every camera; else each camera's frames cut into ranges of whole chunks."""
+    from pipeline.pose2d.runner import CameraJob
+
+    p: Pose2dParams = ctx.params
+    keys = {c.name: checkpoint_key(p, digests, c) for c in cameras}
+    for c in cameras:  # open (and clear stale) checkpoint folders here, before tasks share them
+        ChunkStore(ctx.path(POSE2D), c.name, keys[c.name])
+    if p.task_frames == 0:
+        jobs = [tuple(CameraJob(c.name, c.stream, c.frames, c.fps) for c in cameras)]
+    else:
+        step = max(p.chunk_frames, p.task_frames // p.chunk_frames * p.chunk_frames)
+        jobs = [(CameraJob(c.name, c.stream, c.frames, c.fps, t0, min(c.frames, t0 + step)),)
+                if c.frames else (CameraJob(c.name, c.stream, c.frames, c.fps),)  # unknown length: one task
+                for c in cameras for t0 in (range(0, c.frames, step) if c.frames else [0])]
+    show = ctx.show_progress and len(jobs) == 1
+    return [_Task(p, weights, j, ctx.path(POSE2D), {n: keys[n] for n in (x.name for x in j)}, show) for j in jobs]
+
+
+def _resources(p: Pose2dParams) -> Any:
+    from pipeline.executors import Resources
+
+    if p.device == "cpu":
+        return Resources()
+    return Resources(gpus=1.0, gpus_if_available=p.device == "auto")
+
+
+def _run_models(ctx: StageContext, cameras: list[_Camera]) -> tuple[dict[str, np.ndarray], dict]:
+    from pipeline.pose2d.build import weights_digest
+    from pipeline.pose2d.io import merge_chunks
+
+    p: Pose2dParams = ctx.params
     weights = weight_paths(ctx)
     for role, path in weights.items():
         if not path.exists():
@@ -263,24 +351,25 @@ def _run_models(ctx: StageContext, cameras: list[_Camera]) -> tuple[dict[str, np
                               if role in ("bottomup", "topdown", "vitpose") else
                               f"{path}: ONNX model not found; check pose2d.onnx_model")
     digests = {role: weights_digest(path) for role, path in weights.items()}
-    backend = build_backend(p, weights, device)
-    model_skeleton = _model_skeleton(backend, p)
-    stores = {c.name: ChunkStore(ctx.path(POSE2D), c.name, checkpoint_key(p, digests, c)) for c in cameras}
-    jobs = [CameraJob(c.name, c.stream, c.frames, c.fps) for c in cameras]
-    options = RunOptions(p.batch_frames, p.chunk_frames, p.queue_frames, ctx.show_progress)
-    results = run_cameras(backend, jobs, stores, options)
+    outcomes = ctx.map(run_task, _tasks(ctx, cameras, weights, digests), _resources(p))
+    model_skeleton = outcomes[0].model_skeleton
     skeleton = get_skeleton(p.skeleton)
     source = get_skeleton(model_skeleton)
     from pipeline.skeleton import remap_joints
 
-    out = {r.name: (r.keypoints if source.name == skeleton.name else remap_joints(r.keypoints, source, skeleton))
-           for r in results}
-    timing = {r.name: {"seconds": round(r.seconds, 3), "frames_computed": r.frames_computed,
-                       "frames_per_s": round(r.frames_computed / r.seconds, 3) if r.seconds > 0 else None,
-                       "resumed_at_frame": r.resumed_at} for r in results}
+    out, timing = {}, {}
+    for cam in cameras:  # ranges come back in frame order; merged as the checkpoint chunks are
+        parts = [r for o in outcomes for r in o.results if r.name == cam.name]
+        kp = merge_chunks([r.keypoints for r in parts], source.num_joints)
+        out[cam.name] = kp if source.name == skeleton.name else remap_joints(kp, source, skeleton)
+        seconds, computed = sum(r.seconds for r in parts), sum(r.frames_computed for r in parts)
+        timing[cam.name] = {"seconds": round(seconds, 3), "frames_computed": computed,
+                            "frames_per_s": round(computed / seconds, 3) if seconds > 0 else None,
+                            "resumed_at_frame": parts[0].resumed_at, "tasks": len(parts)}
+    detector = [o.detector_frames for o in outcomes]
     info = {"weights": {role: {"path": str(path), "digest": digests[role]} for role, path in weights.items()},
-            "device": str(device), "model_skeleton": model_skeleton, "camera_timing": timing,
-            "detector_frames": getattr(backend, "detector_frames", None)}
+            "device": outcomes[0].device, "model_skeleton": model_skeleton, "camera_timing": timing,
+            "detector_frames": None if None in detector else sum(detector)}
     return out, info
 
 

@@ -16,10 +16,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.artifacts import ArraySpec, read_npz
 from pipeline.config import param
 from pipeline.errors import ConfigError
 from pipeline.geometry.rig import Rig
+from pipeline.pose2d.io import read_pose2d_arrays
 from pipeline.stage import Stage, StageContext, static_paths
 from pipeline.sync.io import read_clocks, write_sync
 from pipeline.sync.refine import CameraTrack
@@ -73,7 +73,6 @@ class SyncParams:
 
 def _tracks(ctx: StageContext, clocks) -> dict[str, CameraTrack]:
     pose2d = ctx.require(POSE2D)
-    spec = {"keypoints": ArraySpec(("T", None, None, 3)), "frame_index": ArraySpec(("T",), kind="iu")}
     known = {cam: clock for clock in clocks for cam in clock.cameras}
     out = {}
     for f in sorted(pose2d.glob("*.npz")):
@@ -81,7 +80,7 @@ def _tracks(ctx: StageContext, clocks) -> dict[str, CameraTrack]:
             ctx.log.warning("sync: %s has no camera %s in session.yaml's capture take; not synchronized", f,
                             f.stem)
             continue
-        arr = read_npz(f, spec)
+        arr = read_pose2d_arrays(f)
         out[f.stem] = CameraTrack(f.stem, arr["keypoints"], arr["frame_index"], known[f.stem].fps)
     if not out:
         raise ConfigError(f"{pose2d}: no keypoint files for the cameras of {ctx.path(SESSION_YAML)}; "

@@ -3,7 +3,9 @@
 Reads ``calib/rig.yaml`` and ``pose2d/<cam>.npz``; writes ``pose3d/skeletons.npz`` and
 ``pose3d/pose3d.yaml``. Detections are associated across cameras, left/right swaps corrected,
 outlier views rejected by consensus, people tracked over time, then optionally refined and
-filtered. See the README (section "Triangulation").
+filtered. See the README (section "Triangulation"). A long take's per-frame work and its
+refinement chunks run as parallel tasks (``task_frames``) on the engine's executor; tracking runs
+over the whole take, so the result is the same for any split (``pipeline.triangulation.chunks``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from pipeline.geometry.robust import RobustOptions
 from pipeline.skeleton import get_skeleton
 from pipeline.stage import Stage, StageContext, static_paths
 from pipeline.triangulation.association import AssociationOptions
+from pipeline.triangulation.chunks import reconstruct_in_tasks
 from pipeline.triangulation.io import load_pose2d, write_pose3d
-from pipeline.triangulation.reconstruct import ReconstructOptions, reconstruct
+from pipeline.triangulation.reconstruct import ReconstructOptions
 from pipeline.triangulation.refine import RefineOptions
 from pipeline.triangulation.tracking import TrackingOptions
 
@@ -47,8 +50,11 @@ class TriangulateParams:
     swap_correction: bool = param(True, "detect and fix left/right swapped limbs in single views")
     association_threshold_px: float = param(25.0, "max median epipolar distance of one person in two views")
     association_reprojection_px: float = param(40.0, "max median reprojection distance when re-assigning, px")
+    association_min_view_share: float = param(
+        0.6, "a person must be detected by at least this share of the cameras it projects into (0 = off); "
+        "fewer is a ghost of two people who agree along an epipolar line")
     min_joints: int = param(5, "2D detections with fewer keypoints are ignored")
-    track_max_distance_m: float = param(0.4, "max mean joint distance to a track's predicted pose, m")
+    track_max_distance_m: float = param(0.4, "max median joint distance to a track's predicted pose, m")
     track_max_gap_frames: int = param(15, "a track unseen for more frames ends")
     min_track_frames: int = param(5, "tracks shorter than this are dropped as spurious")
     refine: bool = param(True, "least-squares refinement with bone-length and smoothness terms")
@@ -64,6 +70,8 @@ class TriangulateParams:
     one_euro_min_cutoff_hz: float = param(4.0, "one-euro minimum cutoff, Hz (causal; lags more when lower)")
     one_euro_beta: float = param(50.0, "one-euro speed coefficient, 1/(m/s)")
     seed: int = param(0, "random seed for sampled view pairs (results are reproducible)")
+    task_frames: int = param(4000, "frames per parallel task of a long take (rounded down to whole blocks of "
+                                   "400; 0 = one task); results do not depend on it")
 
     def __post_init__(self) -> None:
         if self.min_views < 2:
@@ -76,6 +84,10 @@ class TriangulateParams:
             raise ValueError(f"'butterworth_cutoff_hz' must be below fps / 2 = {self.fps / 2}")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"'score_threshold' must be in [0, 1], got {self.score_threshold}")
+        if not 0.0 <= self.association_min_view_share <= 1.0:
+            raise ValueError(f"'association_min_view_share' must be in [0, 1], got {self.association_min_view_share}")
+        if self.task_frames < 0:
+            raise ValueError(f"'task_frames' must be >= 0, got {self.task_frames}")
 
 
 def options_from_params(p: TriangulateParams) -> ReconstructOptions:
@@ -88,7 +100,7 @@ def options_from_params(p: TriangulateParams) -> ReconstructOptions:
                                      seed=p.seed),
         association=AssociationOptions(epipolar_threshold_px=p.association_threshold_px,
                                        reprojection_threshold_px=p.association_reprojection_px,
-                                       min_joints=p.min_joints),
+                                       min_joints=p.min_joints, min_view_share=p.association_min_view_share),
         tracking=TrackingOptions(max_distance_m=p.track_max_distance_m, max_gap_frames=p.track_max_gap_frames,
                                  min_track_frames=p.min_track_frames),
         refine=RefineOptions(bone_weight=p.bone_weight, smooth_weight=p.smooth_weight,
@@ -125,8 +137,8 @@ def run(ctx: StageContext) -> None:
     timestamp_s = data.timestamp_s if data.timestamp_s is not None else data.frame_index / params.fps
     ctx.log.info("triangulate: %d cameras, %d frames, up to %d detections per camera",
                  len(data.rig), data.keypoints.shape[1], data.keypoints.shape[2])
-    result = reconstruct(data.rig, data.keypoints, skeleton.flip_pairs, skeleton.bones,
-                         options_from_params(params), show_progress=ctx.show_progress)
+    result = reconstruct_in_tasks(data.rig, data.keypoints, skeleton.flip_pairs, skeleton.bones,
+                                  options_from_params(params), params.task_frames, ctx.map)
     n_people = result.joints.shape[1]
     if n_people == 0:
         ctx.log.warning("triangulate: no person was seen by two cameras; pose3d holds no people")
@@ -144,7 +156,7 @@ def run(ctx: StageContext) -> None:
 
 STAGE = Stage(
     name="triangulate",
-    version="2",
+    version="4",
     params_type=TriangulateParams,
     inputs=static_paths(RIG, POSE2D),
     optional_inputs=static_paths(SYNC),  # used when present or made by the sync stage

@@ -158,7 +158,11 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
             raise ConfigError(f"{path}: reading .safetensors needs the 'safetensors' package (pip install "
                               "safetensors)") from None
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a refused pickle or a damaged file: a bad weights file
+        raise ConfigError(f"{path}: not a loadable weights file ({type(exc).__name__}); a .bin / .pt file must "
+                          "hold tensors only (it is read with weights_only=True)") from None
     if not isinstance(state, Mapping):
         raise ConfigError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
     return dict(state["state_dict"]) if "state_dict" in state else dict(state)

@@ -20,7 +20,7 @@ from pipeline.artifacts import ArraySpec, read_npz, write_bytes, write_npz
 from pipeline.errors import ArtifactError
 
 __all__ = ["PARTIAL_DIR", "ChunkStore", "clean_keypoints", "clear_partial", "empty_keypoints", "merge_chunks",
-           "pad_people", "read_pose2d", "stack_frames",
+           "pad_people", "read_pose2d", "read_pose2d_arrays", "stack_frames",
            "write_pose2d"]
 
 PARTIAL_DIR = ".partial"
@@ -77,9 +77,32 @@ def write_pose2d(path: str | Path, keypoints: np.ndarray, frame_index: np.ndarra
 
 def read_pose2d(path: str | Path, joints: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(keypoints (T, P, J, 3) float32, frame_index (T,) int64) of a ``pose2d/<cam>.npz``."""
+    arrays = read_pose2d_arrays(path, joints)
+    return arrays["keypoints"].astype(np.float32), arrays["frame_index"].astype(np.int64)
+
+
+def read_pose2d_arrays(path: str | Path, joints: int | None = None) -> dict[str, np.ndarray]:
+    """Every array of a ``pose2d/<cam>.npz``, its shapes, dtypes and values checked.
+
+    ``keypoints`` (T, P, J, 3) float with T >= 1 (J = ``joints`` when given), x and y finite or
+    NaN, scores in [0, 1] (never NaN); ``frame_index`` (T,) integers without repeats.
+
+    Raises:
+        ArtifactError: naming the file, the array and what is wrong.
+    """
     spec = {"keypoints": ArraySpec(("T", None, joints, 3)), "frame_index": ArraySpec(("T",), kind="iu")}
     arrays = read_npz(path, spec)
-    return arrays["keypoints"].astype(np.float32), arrays["frame_index"].astype(np.int64)
+    kp, frames = arrays["keypoints"], arrays["frame_index"]
+    if len(frames) == 0:
+        raise ArtifactError(f"{path}: arrays 'keypoints' and 'frame_index' hold no frame; regenerate the file")
+    score = kp[..., 2]
+    if not (np.isfinite(score).all() and score.min(initial=0.0) >= 0.0 and score.max(initial=0.0) <= 1.0):
+        bad = score[~(np.isfinite(score) & (score >= 0.0) & (score <= 1.0))][0]
+        raise ArtifactError(f"{path}: array 'keypoints' has a score of {bad}; scores (channel 2) must lie in "
+                            "[0, 1], with 0 for a missing joint")
+    if len(np.unique(frames)) != len(frames):
+        raise ArtifactError(f"{path}: array 'frame_index' repeats frame numbers; each frame must appear once")
+    return arrays
 
 
 class ChunkStore:
@@ -103,21 +126,27 @@ class ChunkStore:
     def _files(self) -> list[Path]:
         return sorted(self.folder.glob("chunk_*.npz"))
 
-    def load(self) -> tuple[list[np.ndarray], int]:
+    def load(self, first: int = 0, stop: int | None = None) -> tuple[list[np.ndarray], int]:
         """The saved chunks in frame order and the next frame to compute (contiguous prefix only).
 
-        A chunk that cannot be read (cut by a crash before the atomic rename could not happen,
-        but a damaged disk could) ends the prefix; it and later chunks are deleted.
+        Only chunks starting in ``first .. stop - 1`` count (one task's frame range; the prefix
+        starts at ``first``). A chunk that cannot be read (cut by a crash before the atomic rename
+        could not happen, but a damaged disk could) ends the prefix; it and later chunks of the
+        range are deleted.
         """
-        chunks, next_frame = [], 0
-        for f in self._files():
+        def in_range(f: Path) -> bool:
+            start = int(f.stem.split("_")[1])
+            return start >= first and (stop is None or start < stop)
+
+        chunks, next_frame = [], first
+        for f in filter(in_range, self._files()):
             start = int(f.stem.split("_")[1])
             try:
                 kp = read_npz(f, {"keypoints": ArraySpec((None, None, None, 3))})["keypoints"]
             except ArtifactError:
                 kp = None
             if kp is None or start != next_frame:
-                for g in self._files():
+                for g in filter(in_range, self._files()):
                     if int(g.stem.split("_")[1]) >= start:
                         g.unlink()
                 break

@@ -30,12 +30,17 @@ log = logging.getLogger("posecap")
 
 @dataclass(frozen=True)
 class CameraJob:
-    """One camera's stream."""
+    """One camera's stream, or the frame range ``start .. stop - 1`` of it (one parallel task).
+
+    A range that starts after frame 0 starts with a fresh box tracker (as the stream's start does).
+    """
 
     name: str
     stream: Path
     frames: int  # frames the session declares: the frames read (0 = the whole stream)
     fps: float | None = None
+    start: int = 0
+    stop: int | None = None  # None = ``frames`` (or the stream's end)
 
 
 @dataclass(frozen=True)
@@ -122,10 +127,11 @@ def run_camera(backend: Any, job: CameraJob, store: ChunkStore, options: RunOpti
     ``on_chunk(camera, frames_done)`` is called after each chunk is saved.
     """
     bars = bars or _Bars(0, False)
-    chunks, start = store.load()
+    stop = job.stop if job.stop is not None else (job.frames or None)
+    chunks, start = store.load(job.start, stop)
     joints = backend.joints
     backend.reset(chunks[-1][-1] if chunks and len(chunks[-1]) else None)
-    if start:
+    if start > job.start:
         log.info("pose2d: %s resumes at frame %d from its checkpoints", job.name, start)
     bars.start(job.name, max(job.frames, start), start)
     t0 = time.perf_counter()
@@ -157,7 +163,7 @@ def run_camera(backend: Any, job: CameraJob, store: ChunkStore, options: RunOpti
     reader = open_frames(job.stream, job.fps)
     decoded = 0
     try:
-        prefetch = Prefetcher(_window(reader, start, job.frames or None), depth=options.queue_frames)
+        prefetch = Prefetcher(_window(reader, start, stop), depth=options.queue_frames)
         for frame in prefetch:
             batch.append(frame)
             if len(batch) == options.batch_frames:

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.artifacts import ArraySpec, read_npz, write_npz, write_yaml
+from pipeline.artifacts import write_npz, write_yaml
 from pipeline.errors import ArtifactError, PosecapError
 from pipeline.geometry.rig import Rig
+from pipeline.pose2d.io import read_pose2d_arrays
 from pipeline.triangulation.timeline import frame_times, resample_camera
 
 if TYPE_CHECKING:
@@ -74,10 +75,9 @@ def load_pose2d(pose2d_dir: Path, rig: Rig, rig_path: Path, n_joints: int,
     if missing:
         log.warning("triangulate: no keypoints for camera(s) %s in %s; using the others", ", ".join(missing),
                     pose2d_dir)
-    kp_spec = {"keypoints": ArraySpec(("T", None, n_joints, 3)), "frame_index": ArraySpec(("T",), kind="iu")}
     arrays: dict[str, dict[str, np.ndarray]] = {}
     for name in [n for n in rig.names if n in names]:
-        arrays[name] = read_npz(pose2d_dir / f"{name}.npz", kp_spec)
+        arrays[name] = read_pose2d_arrays(pose2d_dir / f"{name}.npz", n_joints)
     timestamp_s = None
     if sync is not None:
         arrays, timestamp_s = _synchronize(arrays, sync, pose2d_dir, log)

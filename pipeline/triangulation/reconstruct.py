@@ -6,11 +6,14 @@ Order of work (each step over all frames at once where the maths allows):
 associated person: swap correction + consensus outlier rejection (or plain weighted DLT);
 4. track identities over time; 5. optional least-squares refinement (bones, smoothness);
 6. fill short gaps; 7. optional Butterworth or one-euro filter.
+
+Steps 1-3 (:func:`frame_work`) look at one frame at a time and run in fixed blocks of frames;
+steps 4-7 (:func:`finish`) run over the whole take, so identities carry across any split.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,8 +24,12 @@ from pipeline.geometry.robust import RobustOptions, robust_triangulate
 from pipeline.geometry.triangulate import reprojection_errors, triangulate
 from pipeline.triangulation.association import AssociationOptions, associate, gather
 from pipeline.triangulation.filters import butterworth, fill_gaps, one_euro
-from pipeline.triangulation.refine import RefineOptions, refine
+from pipeline.triangulation.refine import RefineOptions, TrackObservations, refine_tracks
 from pipeline.triangulation.tracking import TrackingOptions, track
+
+# Frames associated and triangulated together. Results depend on this grid (consensus sampling
+# draws per block), never on how the blocks are spread over workers; chunks are whole blocks.
+FRAME_BLOCK = 400
 
 
 @dataclass(frozen=True)
@@ -88,28 +95,42 @@ def _scatter(values: np.ndarray, track_of: np.ndarray, n_tracks: int, fill: floa
     return np.moveaxis(out, 2, 0) if camera_first else out
 
 
-def reconstruct(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int, int]],
-                bones: Sequence[tuple[int, int]], options: ReconstructOptions,
-                show_progress: bool = False) -> Reconstruction:
-    """Triangulate and track every person.
+@dataclass(frozen=True)
+class FrameWork:
+    """The per-frame half of :func:`reconstruct` for a range of frames (association + triangulation).
 
-    Args:
-        rig: C cameras, in the order of ``keypoints``' first axis.
-        keypoints: (C, T, P, J, 3) ``[x, y, score]`` in distorted pixels; NaN / 0 where missing.
-            Slots are detections, not identities.
-        flip_pairs: left/right joint pairs (swap correction).
-        bones: skeleton bones (refinement).
-        options: see :class:`ReconstructOptions`.
+    Each frame's result depends on that frame's keypoints only, so ranges can be computed apart
+    (in parallel) and concatenated with :func:`concat_frame_work`.
+
+    Attributes:
+        members: (T, K, C) int, detection slot per camera of each associated person, -1 = none.
+        points: (T, K, J, 3) metres, triangulated people per frame (NaN where unknown).
+        inliers: (C, T, K, J) bool, views used for each point.
+        uv: (C, T, K, J, 2) pixels, the (swap-corrected) observations of each person.
+        weights: (C, T, K, J) scores of those observations, 0 where missing.
+        swaps_corrected: (camera, frame, person, flip pair) swaps corrected in the range.
+        detections: 2D detections with at least ``association.min_joints`` keypoints.
     """
+
+    members: np.ndarray
+    points: np.ndarray
+    inliers: np.ndarray
+    uv: np.ndarray
+    weights: np.ndarray
+    swaps_corrected: int
+    detections: int
+
+
+def frame_work(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int, int]],
+               options: ReconstructOptions, show_progress: bool = False) -> FrameWork:
+    """Threshold, associate across cameras and triangulate every frame of ``keypoints`` (C, T, P, J, 3)."""
     kp = np.asarray(keypoints, dtype=np.float64)
-    C, T, P, J, _ = kp.shape
     score = np.nan_to_num(kp[..., 2])
     seen = np.isfinite(kp[..., :2]).all(-1) & (score >= options.score_threshold) & (score > 0)
     w = np.where(seen, score, 0.0)
     uv = np.where(w[..., None] > 0, kp[..., :2], np.nan)
 
     members = associate(rig, uv, w, options.association, options.robust_options, show_progress)  # (T, K, C)
-    K = members.shape[1]
     uv_k = gather(uv, members, np.nan)  # (C, T, K, J, 2)
     w_k = gather(w, members, 0.0)
     ropt = options.robust_options
@@ -122,22 +143,72 @@ def reconstruct(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int,
         points = triangulate(rig, uv_k, w_k, min_views=ropt.min_views)
         inliers = (w_k > 0) & np.isfinite(points).all(-1)[None]
         swaps = 0
+    n_det = int(((w > 0).sum(-1) >= options.association.min_joints).sum())
+    return FrameWork(members, points, inliers, uv_k, w_k, swaps, n_det)
+
+
+def _pad_slots(a: np.ndarray, axis: int, size: int, fill: float | bool | int) -> np.ndarray:
+    extra = size - a.shape[axis]
+    if extra == 0:
+        return a
+    shape = list(a.shape)
+    shape[axis] = extra
+    return np.concatenate([a, np.full(shape, fill, dtype=a.dtype)], axis=axis)
+
+
+def concat_frame_work(parts: Sequence[FrameWork]) -> FrameWork:
+    """Consecutive frame ranges -> one range; person slots padded with empty ones to the largest count."""
+    K = max(p.members.shape[1] for p in parts)
+    return FrameWork(
+        members=np.concatenate([_pad_slots(p.members, 1, K, -1) for p in parts]),
+        points=np.concatenate([_pad_slots(p.points, 1, K, np.nan) for p in parts]),
+        inliers=np.concatenate([_pad_slots(p.inliers, 2, K, False) for p in parts], axis=1),
+        uv=np.concatenate([_pad_slots(p.uv, 2, K, np.nan) for p in parts], axis=1),
+        weights=np.concatenate([_pad_slots(p.weights, 2, K, 0.0) for p in parts], axis=1),
+        swaps_corrected=sum(p.swaps_corrected for p in parts),
+        detections=sum(p.detections for p in parts),
+    )
+
+
+RefineFn = Callable[[Rig, np.ndarray, TrackObservations, Sequence[tuple[int, int]], RefineOptions], np.ndarray]
+
+
+def finish(rig: Rig, work: FrameWork, bones: Sequence[tuple[int, int]], options: ReconstructOptions,
+           show_progress: bool = False, refine_fn: RefineFn | None = None) -> Reconstruction:
+    """The whole-take half of :func:`reconstruct`: tracking, refinement, gap filling, filtering.
+
+    Args:
+        work: every frame's :class:`FrameWork`, in order.
+        refine_fn: replaces :func:`~pipeline.triangulation.refine.refine_tracks` (same arguments and
+            result), e.g. to solve its chunks in parallel; None = ``refine_tracks``.
+    """
+    points, members = work.points, work.members
+    T, K = members.shape[:2]
     # A person needs some triangulated joints to exist in a frame.
     track_of = track(points, options.tracking) if K else np.zeros((T, 0), dtype=np.int64)
     n_tracks = int(track_of.max()) + 1 if track_of.size and track_of.max() >= 0 else 0
 
     joints = _scatter(points, track_of, n_tracks, np.nan)
-    uv_t = _scatter(uv_k, track_of, n_tracks, np.nan, camera_first=True)  # (C, T, P, J, 2)
-    w_t = _scatter(np.where(inliers, w_k, 0.0), track_of, n_tracks, 0.0, camera_first=True)
+    # observations stay in per-frame slots: a dense (C, T, P, J, 2) copy grows with frames x tracks
+    obs = TrackObservations(work.uv, np.where(work.inliers, work.weights, 0.0), track_of, n_tracks)
 
     if options.refine is not None and n_tracks:
-        joints = refine(rig, joints, uv_t, w_t, bones, options.refine, show_progress=show_progress)
+        if refine_fn is None:
+            joints = refine_tracks(rig, joints, obs, bones, options.refine, show_progress=show_progress)
+        else:
+            joints = refine_fn(rig, joints, obs, bones, options.refine)
 
-    used = (w_t > 0) & np.isfinite(joints).all(-1)[None]
-    err = reprojection_errors(rig, joints, uv_t)
-    views = used.sum(0)
+    # views and reprojection errors per slot, then moved to the tracks
+    t_idx, k_idx = np.nonzero(track_of >= 0)
+    slot_joints = np.full(points.shape, np.nan)
+    slot_joints[t_idx, k_idx] = joints[t_idx, track_of[t_idx, k_idx]]
+    used = (obs.weights > 0) & np.isfinite(slot_joints).all(-1)[None]  # (C, T, K, J)
+    err = reprojection_errors(rig, slot_joints, work.uv)
+    views_slot = used.sum(0)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_err = np.where(used, err, 0.0).sum(0) / np.where(views > 0, views, np.nan)
+        err_slot = np.where(used, err, 0.0).sum(0) / np.where(views_slot > 0, views_slot, np.nan)
+    views = _scatter(views_slot, track_of, n_tracks, 0)
+    mean_err = _scatter(err_slot, track_of, n_tracks, np.nan)
 
     joints = fill_gaps(joints, options.gap_max_frames)
     if options.filter == "butterworth":
@@ -145,13 +216,36 @@ def reconstruct(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int,
     elif options.filter == "one_euro":
         joints = one_euro(joints, options.fps, options.one_euro_min_cutoff_hz, options.one_euro_beta)
 
-    n_det = int(((w > 0).sum(-1) >= options.association.min_joints).sum())
     kept = (members >= 0) & (track_of >= 0)[..., None]
-    frac = float(kept.sum() / n_det) if n_det else 0.0
+    frac = float(kept.sum() / work.detections) if work.detections else 0.0
     return Reconstruction(
         joints=joints,
         reprojection_error_px=mean_err,
         views_used=views.astype(np.int16),
-        swaps_corrected=swaps,
+        swaps_corrected=work.swaps_corrected,
         detections_associated=frac,
     )
+
+
+def reconstruct(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int, int]],
+                bones: Sequence[tuple[int, int]], options: ReconstructOptions,
+                show_progress: bool = False) -> Reconstruction:
+    """Triangulate and track every person.
+
+    The per-frame work runs in blocks of :data:`FRAME_BLOCK` frames, so the result is the same
+    whether the blocks are computed here one after the other or spread over workers
+    (:mod:`pipeline.triangulation.chunks`).
+
+    Args:
+        rig: C cameras, in the order of ``keypoints``' first axis.
+        keypoints: (C, T, P, J, 3) ``[x, y, score]`` in distorted pixels; NaN / 0 where missing.
+            Slots are detections, not identities.
+        flip_pairs: left/right joint pairs (swap correction).
+        bones: skeleton bones (refinement).
+        options: see :class:`ReconstructOptions`.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64)
+    T = kp.shape[1]
+    parts = [frame_work(rig, kp[:, t0:t0 + FRAME_BLOCK], flip_pairs, options, show_progress)
+             for t0 in range(0, max(T, 1), FRAME_BLOCK)]
+    return finish(rig, concat_frame_work(parts), bones, options, show_progress)

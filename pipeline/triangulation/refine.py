@@ -184,19 +184,97 @@ def refine(rig: Rig, points: np.ndarray, uv: np.ndarray, weights: np.ndarray,
 
     Unknown joints (NaN) stay NaN. Returns a new array; see :func:`build_problem` for the inputs.
     """
+    T, P = points.shape[:2]
+    every_slot = np.broadcast_to(np.arange(P), (T, P))  # slot p of every frame is track p
+    return refine_tracks(rig, points, TrackObservations(uv, weights, every_slot, P), bones, options, show_progress)
+
+
+@dataclass(frozen=True)
+class TrackObservations:
+    """Every track's observations, kept in per-frame detection slots (no dense per-track copy).
+
+    A dense (C, T, P, J, 2) array over all the tracks of a long take grows with frames x tracks
+    (10 000 frames x 661 tracks x 4 cameras was 6.7 GiB); these slot arrays grow with frames only,
+    and :meth:`dense` builds the per-track arrays of one chunk of frames at a time.
+
+    Attributes:
+        uv: (C, T, K, J, 2) observations of each frame's associated people, distorted pixels.
+        weights: (C, T, K, J) their weights, 0 where not used (missing or an outlier view).
+        track_of: (T, K) track of each slot, -1 for none.
+        n_tracks: P.
+    """
+
+    uv: np.ndarray
+    weights: np.ndarray
+    track_of: np.ndarray
+    n_tracks: int
+
+    def tracks_in(self, t0: int, t1: int) -> np.ndarray:
+        """Sorted track indices present in frames [t0, t1)."""
+        sub = self.track_of[t0:t1]
+        return np.unique(sub[sub >= 0])
+
+    def window(self, t0: int, t1: int) -> tuple[TrackObservations, np.ndarray]:
+        """Frames [t0, t1) with their tracks renumbered 0..P'-1; returns (that, the P' global track indices)."""
+        tracks = self.tracks_in(t0, t1)
+        local = np.full(max(self.n_tracks, 1), -1, dtype=np.int64)
+        local[tracks] = np.arange(len(tracks))
+        sub = self.track_of[t0:t1]
+        lt = np.where(sub >= 0, local[np.clip(sub, 0, None)], -1)
+        return TrackObservations(self.uv[:, t0:t1], self.weights[:, t0:t1], lt, len(tracks)), tracks
+
+    def dense(self, t0: int, t1: int, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(uv (C, t1 - t0, len(tracks), J, 2) NaN-filled, weights (C, t1 - t0, len(tracks), J)) of ``tracks``."""
+        C, _, _, J, _ = self.uv.shape
+        local = np.full(max(self.n_tracks, 1), -1, dtype=np.int64)
+        local[tracks] = np.arange(len(tracks))
+        sub = self.track_of[t0:t1]
+        lt = np.where(sub >= 0, local[np.clip(sub, 0, None)], -1)  # (T', K) local track per slot
+        t_idx, k_idx = np.nonzero(lt >= 0)
+        uv = np.full((C, t1 - t0, len(tracks), J, 2), np.nan)
+        w = np.zeros((C, t1 - t0, len(tracks), J))
+        uv[:, t_idx, lt[t_idx, k_idx]] = self.uv[:, t0 + t_idx, k_idx]
+        w[:, t_idx, lt[t_idx, k_idx]] = self.weights[:, t0 + t_idx, k_idx]
+        return uv, w
+
+
+def refine_tracks(rig: Rig, points: np.ndarray, obs: TrackObservations, bones: Sequence[tuple[int, int]],
+                  options: RefineOptions, show_progress: bool = False,
+                  lengths: np.ndarray | None = None) -> np.ndarray:
+    """:func:`refine` with the observations in slot form: memory grows with a chunk, not with the take.
+
+    Each chunk of ``options.chunk_frames`` frames solves the tracks present in it (the others have
+    no variables there). A :meth:`TrackObservations.window` starting on a chunk boundary, with the
+    take's ``lengths`` of its tracks, gives the same result as the whole take. points: (T, P, J, 3);
+    lengths: (P, n_bones) bone lengths (None = measured on ``points``); returns a new array.
+    """
     T = points.shape[0]
     out = points.astype(np.float64, copy=True)
-    lengths = bone_lengths(points, bones)
+    lengths = bone_lengths(points, bones) if lengths is None else lengths
     starts = list(range(0, T, max(1, options.chunk_frames)))
     for t0 in tqdm(starts, desc="refine", unit="chunk", disable=not show_progress or len(starts) < 2):
         t1 = min(T, t0 + options.chunk_frames)
-        prob = build_problem(rig, points[t0:t1], uv[:, t0:t1], weights[:, t0:t1], bones, options, lengths)
-        if prob.x0.size == 0:
+        tracks = obs.tracks_in(t0, t1)
+        if tracks.size == 0:
             continue
-        res = least_squares(prob.fun, prob.x0, jac=prob.jac, method="trf", tr_solver="lsmr",
-                            loss=options.loss, f_scale=options.loss_scale_px, max_nfev=options.max_iterations,
-                            x_scale=1.0, xtol=1e-6, ftol=1e-6, gtol=1e-8)
-        chunk = out[t0:t1]
-        chunk[prob.var_index >= 0] = res.x.reshape(-1, 3)
-        out[t0:t1] = chunk
+        uv, w = obs.dense(t0, t1, tracks)
+        out[t0:t1, tracks] = refine_chunk(rig, points[t0:t1, tracks], uv, w, bones, options, lengths[tracks])
+    return out
+
+
+def refine_chunk(rig: Rig, points: np.ndarray, uv: np.ndarray, weights: np.ndarray,
+                 bones: Sequence[tuple[int, int]], options: RefineOptions, lengths: np.ndarray) -> np.ndarray:
+    """One chunk of :func:`refine` (frames solved together), given the whole take's bone ``lengths``.
+
+    Chunks are independent, so they may be solved in any order or in parallel. Returns the
+    chunk's (T, P, J, 3) refined joints.
+    """
+    out = points.astype(np.float64, copy=True)
+    prob = build_problem(rig, points, uv, weights, bones, options, lengths)
+    if prob.x0.size == 0:
+        return out
+    res = least_squares(prob.fun, prob.x0, jac=prob.jac, method="trf", tr_solver="lsmr",
+                        loss=options.loss, f_scale=options.loss_scale_px, max_nfev=options.max_iterations,
+                        x_scale=1.0, xtol=1e-6, ftol=1e-6, gtol=1e-8)
+    out[prob.var_index >= 0] = res.x.reshape(-1, 3)
     return out

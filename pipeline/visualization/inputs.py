@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts import ArraySpec, read_npz, read_yaml
+from pipeline.artifacts import read_yaml
 from pipeline.errors import ArtifactError
+from pipeline.pose2d.io import read_pose2d_arrays
 
 log = logging.getLogger("posecap")
 
@@ -84,8 +85,7 @@ def load_pose2d_aligned(path: Path, frame_index: np.ndarray, n_joints: int) -> n
     """
     if not path.is_file():
         return None
-    arr = read_npz(path, {"keypoints": ArraySpec(("T", None, n_joints, 3)),
-                          "frame_index": ArraySpec(("T",), kind="iu")})
+    arr = read_pose2d_arrays(path, n_joints)
     kp = arr["keypoints"].astype(np.float64)
     fi = arr["frame_index"].astype(np.int64)
     out = np.full((len(frame_index), kp.shape[1], n_joints, 3), np.nan)

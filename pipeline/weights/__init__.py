@@ -56,8 +56,14 @@ def load_weights(path: str | Path, device: str = "cpu") -> Any:
         raise ArtifactError(f"{path}: expected an exported checkpoint with 'model' and 'config' keys")
     config = from_mapping(ModelConfig, ck["config"], str(path), prefix="config.")
     model = build_model(config)
+    if not isinstance(ck["model"], dict) or not all(isinstance(v, torch.Tensor) for v in ck["model"].values()):
+        raise ArtifactError(f"{path}: 'model' must map parameter names to tensors")
     state = {k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()}
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path}: weights do not fit the model its 'config' describes: "
+                            f"{str(exc).splitlines()[0].strip()} {str(exc).splitlines()[-1].strip()[:200]}") from None
     return model.to(torch.device(device)).eval()
 
 
