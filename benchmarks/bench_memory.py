@@ -20,7 +20,10 @@ does. The table shows peak RSS and wall time per stage and length, then the rati
 to the shortest length (flat memory ~ 1.0).
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_memory.py [--frames 1000 10000] [--keep DIR]``
-(``--quick``: 100 and 400 frames, a smoke test).
+(``--quick``: 100 and 400 frames, a smoke test). ``--keypoints truth`` feeds triangulate the
+ground-truth people instead of the fast detector's output (which finds 8-13 "people" per camera
+at 128x96 and so hundreds of short tracks): triangulate's arrays are (frames x tracks), so its
+memory grows with the take times the number of tracks, and the truth run isolates the first.
 """
 
 from __future__ import annotations
@@ -93,6 +96,31 @@ def write_session(root: Path, take: Path, synth: Path, pose2d: dict) -> Path:
     return path
 
 
+def write_truth_keypoints(session: Path, synth: Path, frames: int, noise_px: float = 2.0, seed: int = 0) -> None:
+    """``pose2d/<cam>.npz`` from the synth ground truth, looped ping-pong like the take, with pixel noise.
+
+    For ``--keypoints truth``: triangulate then sees exactly the rendered people (not a fast
+    detector's false ones), so its track count is the scene's and memory shows its scaling in
+    frames alone.
+    """
+    import numpy as np
+
+    from pipeline.pose2d.io import write_pose2d
+
+    gt = np.load(synth / "ground_truth" / "people.npz")
+    n = gt["joints"].shape[0]
+    order = np.concatenate([np.arange(n), np.arange(n - 2, 0, -1)])[np.arange(frames) % (2 * n - 2)]
+    rng = np.random.default_rng(seed)
+    (session / "pose2d").mkdir(parents=True, exist_ok=True)
+    for cam in CAMERAS:
+        uv = gt[f"uv_{cam}"][order].astype(np.float32)  # (T, P, J, 2)
+        vis = gt[f"visible_{cam}"][order]
+        uv += rng.normal(0.0, noise_px, uv.shape).astype(np.float32)
+        kp = np.concatenate([uv, np.full(uv.shape[:-1] + (1,), 0.9, np.float32)], axis=-1)
+        kp[~vis] = np.nan
+        write_pose2d(session / "pose2d" / f"{cam}.npz", kp, np.arange(frames))
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -159,7 +187,12 @@ def main() -> None:
                     help="address-space cap of each stage process, GiB (0 = none); a stage over it is reported as OOM")
     ap.add_argument("--keep", default="", help="work in this folder and keep it (default: a temporary folder)")
     ap.add_argument("--quick", action="store_true", help="100 and 400 frames (smoke test)")
+    ap.add_argument("--keypoints", choices=["pose2d", "truth"], default="pose2d",
+                    help="triangulate's input: the pose2d stage's output, or the synth ground truth with 2 px "
+                         "noise (the scene's true people; pose2d is then not run)")
     args = ap.parse_args()
+    if args.keypoints == "truth":
+        args.stages = [st for st in args.stages if st != "pose2d"]
     if args.quick:
         args.frames = [100, 400]
     pose2d = {"backend": "bottomup", "device": "cpu", "threads": 1, "bottomup_input_size": args.input_size,
@@ -181,6 +214,8 @@ def main() -> None:
             write_long_take(synth / "raw" / "capture" / "quad.mp4", take, n)
             config = write_session(work / f"session_{n}", take, synth, pose2d)
             for stage in args.stages:
+                if stage == "triangulate" and args.keypoints == "truth":
+                    write_truth_keypoints(config.parent / "session", synth, n)
                 rss, wall, ok = run_stage(config, stage, args.max_gib)
                 facts = _facts(config.parent / "session", stage) if ok else f"OOM at the {args.max_gib:g} GiB cap"
                 rows[stage, n] = (rss, wall, facts)
