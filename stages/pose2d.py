@@ -61,8 +61,8 @@ class Pose2dParams:
               "size, the scale it was trained at")
     flip_test: bool = param(False, "top-down heatmap models: average with the mirrored crop (twice the work)")
     boxes: Literal["track", "detect"] = param(
-        "track", "top-down person boxes: track = previous frame's people plus detections every refresh_every "
-                 "frames; detect = the bottom-up detector on every frame")
+        "detect", "top-down person boxes: detect = the bottom-up detector on every frame; track = previous "
+                  "frame's people plus detections every refresh_every frames (faster; boxes can drift)")
     refresh_every: int = param(5, "top-down: run the bottom-up detector every N frames to find new people; "
                                   "people already found are tracked from frame to frame")
     box_padding: float = param(1.25, "top-down: box = joint box x padding")
