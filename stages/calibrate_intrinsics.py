@@ -29,7 +29,10 @@ class CalibrateIntrinsicsParams:
 
     recording: str = param("intrinsics", "recording in session.yaml whose streams show the board sweeps")
     cameras: list[str] = param([], "cameras to calibrate; empty = every camera of the recording")
-    stride: int = param(_LIB.stride, "examine every n-th frame of each stream")
+    stride: int = param(_LIB.stride, "examine every n-th frame of each stream; 0 = auto (scan_frames)")
+    scan_frames: int = param(
+        _LIB.scan_frames, "with stride 0: the smallest stride that examines at most this many frames per stream"
+    )
     max_frames: int = param(_LIB.max_frames, "most frames given to the solver, chosen to cover the image and tilts")
     model: Literal["pinhole5", "rational8", "fisheye"] = param(
         _LIB.model, "distortion model: pinhole5 (k1 k2 p1 p2 k3) | rational8 (+ k4 k5 k6) | fisheye (k1..k4)"
@@ -56,9 +59,11 @@ class CalibrateIntrinsicsParams:
     write_png: bool = param(True, "also write calib/intrinsics/<cam>.png (coverage and residuals)")
 
     def __post_init__(self) -> None:
-        for name in ("stride", "max_frames", "min_frames"):
+        for name in ("scan_frames", "max_frames", "min_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.stride < 0:
+            raise ValueError(f"stride must be >= 0 (0 = auto), got {self.stride}")
         if self.max_frames < self.min_frames:
             raise ValueError(f"max_frames ({self.max_frames}) must be >= min_frames ({self.min_frames})")
 

@@ -8,7 +8,7 @@ quality gates (warnings) -> write the YAML artifact and the PNG.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,8 @@ class Settings:
     """The knobs of one calibration and their defaults (the stage's params take theirs from here;
     see stages/calibrate_intrinsics.py for what each does)."""
 
-    stride: int = 1
+    stride: int = 0
+    scan_frames: int = 1000
     max_frames: int = 120
     model: str = "pinhole5"
     blur_min_relative: float = 0.35
@@ -125,6 +126,17 @@ def too_few_frames_error(
     )
 
 
+def effective_stride(stream: Path, settings: Settings) -> int:
+    """``settings.stride``, or for 0 (auto) the smallest stride that examines at most ``scan_frames``
+    frames of the stream: a long sweep's neighbouring frames are near-duplicates, and the solver
+    takes ``max_frames`` of them anyway."""
+    if settings.stride > 0:
+        return settings.stride
+    cap, _, count = open_video(stream)
+    cap.release()
+    return max(1, -(-count // max(1, settings.scan_frames)))
+
+
 def calibrate_camera(
     camera: str,
     stream: Path,
@@ -154,6 +166,7 @@ def calibrate_camera(
     """
     log = log or logging.getLogger("posecap")
     check_image_size(camera, stream, image_size)
+    settings = replace(settings, stride=effective_stride(stream, settings))
     det, reused = get_detections(camera, stream, det_path, board, settings, progress, log)
     seen = np.isfinite(det.corners).all(axis=2)
     usable = int((seen.sum(axis=1) >= MIN_CORNERS).sum())

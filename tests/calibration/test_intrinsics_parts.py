@@ -170,3 +170,15 @@ def test_diagnosis_finds_the_charuco_dictionary(charuco_sweep):
 def test_diagnosis_spots_a_charuco_board_configured_as_checkerboard(charuco_sweep):
     hint = diagnose(charuco_sweep.video, BoardConfig(), samples=8).hint()
     assert "a ChArUco board, not a plain checkerboard" in hint and "type: charuco" in hint
+
+
+def test_auto_stride_examines_at_most_scan_frames(checker_sweep):
+    from pipeline.calibration.camera_job import Settings, effective_stride
+    from pipeline.calibration.detect import open_video
+
+    cap, _, count = open_video(checker_sweep.video)
+    cap.release()
+    assert effective_stride(checker_sweep.video, Settings(stride=0)) == 1  # short sweep: every frame
+    stride = effective_stride(checker_sweep.video, Settings(stride=0, scan_frames=7))
+    assert stride == -(-count // 7) and -(-count // stride) <= 7 < -(-count // (stride - 1))
+    assert effective_stride(checker_sweep.video, Settings(stride=5)) == 5  # explicit wins
