@@ -27,11 +27,17 @@ import numpy as np
 from pipeline.artifacts import read_yaml, write_yaml
 from pipeline.calibration.blas_threads import single_thread_opencv
 from pipeline.calibration.bundle_adjust import INTRINSIC_PARAMS, LOSSES
+from pipeline.calibration.extrinsics import RigOptions
+from pipeline.calibration.rig_init import ViewCheck
 from pipeline.config import param
 from pipeline.errors import ArtifactError, ConfigError, PosecapError
 from pipeline.stage import Stage, StageContext
 
 Loss = Literal["linear", "huber", "soft_l1", "cauchy", "arctan"]
+
+
+# the library's defaults: the params below take theirs from these, so they live in one place
+_RIG, _VIEW = RigOptions(), ViewCheck()
 
 
 @dataclass(frozen=True)
@@ -50,22 +56,34 @@ class CalibrateExtrinsicsParams:
                                   "empty = the first camera")
     stride: int = param(1, "examine every n-th frame of each stream")
     workers: int = param(0, "detection processes; 0 = one per CPU core, 1 = no pool")
-    max_frames: int = param(0, "most frames seen by two or more cameras that enter the adjustment (a seeded "
-                            "sample); 0 = all")
-    seed: int = param(0, "seed of that sample")
-    min_corners: int = param(8, "a view with fewer board corners is dropped")
-    max_view_angle_deg: float = param(75.0, "a view whose board normal is further than this from the line of sight "
-                                      "(edge-on) is dropped")
-    max_pnp_rms_px: float = param(5.0, "a view whose single-view pose leaves a larger RMS error (px) is dropped")
+    max_frames: int = param(
+        _RIG.max_frames, "most frames seen by two or more cameras that enter the adjustment (a seeded "
+        "sample); 0 = all"
+    )
+    seed: int = param(_RIG.seed, "seed of that sample")
+    min_corners: int = param(_VIEW.min_corners, "a view with fewer board corners is dropped")
+    max_view_angle_deg: float = param(
+        _VIEW.max_view_angle_deg, "a view whose board normal is further than this from the line of sight "
+        "(edge-on) is dropped"
+    )
+    max_pnp_rms_px: float = param(
+        _VIEW.max_pnp_rms_px, "a view whose single-view pose leaves a larger RMS error (px) is dropped"
+    )
     refine_intrinsics: dict[str, list[str]] = param(
         {}, "intrinsics refined in the adjustment: camera name (or '*' for all) -> names among fx fy cx cy k1 k2 "
         "p1 p2 k3 k4 k5 k6; {} = keep the intrinsics fixed")
-    loss: Loss = param("huber", "robust loss of the adjustment: linear | huber | soft_l1 | cauchy | arctan")
-    loss_scale_px: float = param(1.0, "error (px) where the robust loss starts to down-weight an observation")
-    max_nfev: int = param(200, "most residual evaluations of one adjustment")
-    outlier_k: float = param(4.0, "an observation is an outlier above median + k * robust sigma of the errors")
-    outlier_floor_px: float = param(1.0, "observations with an error below this (px) are never outliers")
-    outlier_rounds: int = param(3, "rounds of outlier removal, each followed by a new adjustment")
+    loss: Loss = param(_RIG.loss, "robust loss of the adjustment: linear | huber | soft_l1 | cauchy | arctan")
+    loss_scale_px: float = param(
+        _RIG.loss_scale_px, "error (px) where the robust loss starts to down-weight an observation"
+    )
+    max_nfev: int = param(_RIG.max_nfev, "most residual evaluations of one adjustment")
+    outlier_k: float = param(
+        _RIG.outlier_k, "an observation is an outlier above median + k * robust sigma of the errors"
+    )
+    outlier_floor_px: float = param(
+        _RIG.outlier_floor_px, "observations with an error below this (px) are never outliers"
+    )
+    outlier_rounds: int = param(_RIG.outlier_rounds, "rounds of outlier removal, each followed by a new adjustment")
     stereo_alpha: float = param(0.0, "cv2.stereoRectify alpha: 0 = only valid pixels, 1 = every source pixel")
     rms_warn_px: float = param(1.0, "warn when a camera's RMS reprojection error (px) is above this")
     write_png: bool = param(True, "write calib/extrinsics/rig.png and the stereo check pictures")
@@ -188,8 +206,7 @@ def _run(ctx: StageContext) -> None:
     from pipeline.calibration.board import object_points
     from pipeline.calibration.camera_job import check_image_size
     from pipeline.calibration.covisibility import synchronise
-    from pipeline.calibration.extrinsics import RigOptions, calibrate_rig
-    from pipeline.calibration.rig_init import ViewCheck
+    from pipeline.calibration.extrinsics import calibrate_rig
 
     t0 = time.perf_counter()
     p: CalibrateExtrinsicsParams = ctx.params
