@@ -16,7 +16,7 @@ import numpy as np
 from pipeline.config import param
 
 __all__ = ["AugmentConfig", "box_from_keypoints", "crop_affine", "flip_joints", "occlude", "photometric",
-           "warp_image", "warp_points"]
+           "truncate", "warp_image", "warp_points"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class AugmentConfig:
     blur_prob: float = param(0.25, "probability of a Gaussian blur")
     noise_prob: float = param(0.3, "probability of extra Gaussian sensor noise")
     occluder_prob: float = param(0.4, "probability of pasting 1-2 random occluders")
+    truncate_prob: float = param(0.0, "top-down: probability of cutting the person at a simulated image border")
+    truncate_fraction: tuple[float, float] = param((0.15, 0.6), "top-down: range of the fraction of the "
+                                                   "person's joint box cut away")
 
 
 def flip_joints(keypoints: np.ndarray, flip_indices: tuple[int, ...] | list[int]) -> np.ndarray:
@@ -118,6 +121,58 @@ def photometric(rng: np.random.Generator, image: np.ndarray, cfg: AugmentConfig)
     if rng.random() < cfg.noise_prob:
         img = img + rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(2.0, 8.0))
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+# Which image border a truncation simulates: left, right, top, bottom. People close to a camera are
+# mostly cut at the bottom (legs) or at the sides.
+_TRUNCATE_SIDES_P = (0.2, 0.2, 0.1, 0.5)
+
+
+def truncate(rng: np.random.Generator, image: np.ndarray, uv: np.ndarray, visible: np.ndarray,
+             in_frame: np.ndarray, cfg: AugmentConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut person 0 at a simulated image border (a person partly out of frame, as close cameras see them).
+
+    With probability ``cfg.truncate_prob`` a side is drawn and the part of ``image`` beyond a line
+    that removes a fraction (``cfg.truncate_fraction``) of the in-frame joint box is set to black,
+    as the crop warp fills pixels outside a real frame. Joints beyond the line leave the frame.
+
+    Args:
+        image: (h, w, 3) uint8. uv: (K, 2) pixels. visible, in_frame: (K,) bool.
+
+    Returns:
+        (image, visible, in_frame), new arrays only where something was cut. No random draw is
+        made when ``truncate_prob`` is 0, so configs without truncation keep their exact batches.
+    """
+    if not cfg.enabled or cfg.truncate_prob <= 0 or rng.random() >= cfg.truncate_prob:
+        return image, visible, in_frame
+    ok = in_frame & np.isfinite(uv).all(-1)
+    side = int(rng.choice(4, p=_TRUNCATE_SIDES_P))
+    frac = rng.uniform(*cfg.truncate_fraction)
+    if ok.sum() < 4:
+        return image, visible, in_frame
+    lo, hi = uv[ok].min(0), uv[ok].max(0)
+    axis = 0 if side < 2 else 1
+    if hi[axis] - lo[axis] < 2.0:
+        return image, visible, in_frame
+    h, w = image.shape[:2]
+    img = image.copy()
+    coord = uv[:, axis]
+    if side % 2:  # right / bottom: keep coordinates below the line
+        line = int(np.clip(np.round(hi[axis] - frac * (hi[axis] - lo[axis])), 1, (w, h)[axis] - 1))
+        keep = coord < line - 0.5
+        if axis == 0:
+            img[:, line:] = 0
+        else:
+            img[line:] = 0
+    else:  # left / top: keep coordinates above the line
+        line = int(np.clip(np.round(lo[axis] + frac * (hi[axis] - lo[axis])), 1, (w, h)[axis] - 1))
+        keep = coord >= line - 0.5
+        if axis == 0:
+            img[:, :line] = 0
+        else:
+            img[:line] = 0
+    keep &= np.isfinite(coord)
+    return img, visible & keep, in_frame & keep
 
 
 def occlude(rng: np.random.Generator, image: np.ndarray, cfg: AugmentConfig) -> np.ndarray:

@@ -38,6 +38,7 @@ from pipeline.training.augment import (
     occlude,
     photometric,
     random_affine,
+    truncate,
     warp_image,
     warp_points,
 )
@@ -101,6 +102,8 @@ def topdown_sample(rng: np.random.Generator | None, image: np.ndarray, uv: np.nd
         box's longer side in crop pixels (PCK normaliser).
     """
     w_in, h_in = input_size
+    if rng is not None:
+        image, visible, in_frame = truncate(rng, image, uv, visible, in_frame, aug)
     box = box_from_keypoints(uv, in_frame, w_in / h_in, padding)
     if box is None:
         h, w = image.shape[:2]

@@ -82,3 +82,29 @@ def test_oks_falls_with_distance():
     vis = np.ones(17, bool)
     assert oks(gt, gt, vis, 1000.0) == 1.0
     assert oks(gt + 3, gt, vis, 1000.0) > oks(gt + 6, gt, vis, 1000.0) > 0
+
+
+def test_truncation_cuts_the_person_at_a_simulated_border():
+    """truncate(): black beyond the cut line, the joints there leave the frame; off = no random draw."""
+    from pipeline.training.augment import truncate
+
+    image = np.full((160, 120, 3), 200, np.uint8)
+    uv = np.stack([np.linspace(30, 90, 17), np.linspace(20, 140, 17)], -1)  # a diagonal person
+    visible = np.ones(17, bool)
+    cuts = 0
+    for seed in range(40):
+        img, vis, inf = truncate(np.random.default_rng(seed), image, uv, visible, visible,
+                                 AugmentConfig(truncate_prob=1.0, truncate_fraction=(0.3, 0.5)))
+        black = (img == 0).all(-1)
+        assert black.any() and (img[~black] == 200).all()
+        assert 0.3 * 17 - 2 <= (~inf).sum() <= 0.5 * 17 + 2  # a fraction of the joint box is cut
+        # every joint that stays sits on an untouched pixel; every cut one on a black pixel
+        px = np.round(uv).astype(int)
+        assert (black[px[:, 1], px[:, 0]] == ~inf).all()
+        assert (vis == inf).all()
+        cuts += 1
+    assert cuts == 40
+    rng = np.random.default_rng(0)
+    before = rng.bit_generator.state
+    out = truncate(rng, image, uv, visible, visible, AugmentConfig())
+    assert out[0] is image and rng.bit_generator.state == before  # default: untouched, no draw
