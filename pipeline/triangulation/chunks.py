@@ -106,4 +106,6 @@ def reconstruct_in_tasks(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[t
             out[t0:t1, tracks] = refined
         return out
 
-    return finish(rig, concat_frame_work(parts), bones, options, refine_fn=refine_in_tasks)
+    work = concat_frame_work(parts)
+    del parts  # the blocks' arrays are in ``work`` now; keep one copy through the whole-take half
+    return finish(rig, work, bones, options, refine_fn=refine_in_tasks)

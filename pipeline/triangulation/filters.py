@@ -79,9 +79,15 @@ def butterworth(x: np.ndarray, fps: float, cutoff_hz: float, order: int = 4) -> 
     padlen = 3 * max(len(a), len(b))
     if x.shape[0] <= padlen:
         return x.copy()
-    filled, valid = _fill_all(x)
-    smooth = filtfilt(b, a, filled, axis=0, padlen=padlen)
-    return np.where(valid, smooth, np.nan)
+    if x.ndim < 2 or x.shape[1] <= 1:
+        filled, valid = _fill_all(x)
+        return np.where(valid, filtfilt(b, a, filled, axis=0, padlen=padlen), np.nan)
+    # one person (axis 1) at a time: the temporaries stay (T, ...) of one track, not of all of them
+    out = np.empty_like(x)
+    for p in range(x.shape[1]):
+        filled, valid = _fill_all(x[:, p])
+        out[:, p] = np.where(valid, filtfilt(b, a, filled, axis=0, padlen=padlen), np.nan)
+    return out
 
 
 def one_euro(x: np.ndarray, fps: float, min_cutoff_hz: float = 1.0, beta: float = 0.5,

@@ -170,6 +170,33 @@ def concat_frame_work(parts: Sequence[FrameWork]) -> FrameWork:
     )
 
 
+def _slot_statistics(rig: Rig, joints: np.ndarray, track_of: np.ndarray, uv: np.ndarray,
+                     weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Views used and mean reprojection error (px) of every slot's joint, (T, K, J) each.
+
+    ``joints`` (T, P, J, 3) per track; ``track_of`` (T, K) the track of each slot (-1 = none); ``uv``
+    (C, T, K, J, 2) and ``weights`` (C, T, K, J) the slot observations (weight 0 = not used).
+    Computed in blocks of :data:`FRAME_BLOCK` frames, so the temporaries do not grow with the take.
+    """
+    T, K = track_of.shape
+    J = uv.shape[3]
+    views_slot = np.zeros((T, K, J), np.int64)
+    err_slot = np.full((T, K, J), np.nan)
+    for t0 in range(0, T, FRAME_BLOCK):
+        sl = slice(t0, t0 + FRAME_BLOCK)
+        tr = track_of[sl]
+        t_idx, k_idx = np.nonzero(tr >= 0)
+        slot_joints = np.full((*tr.shape, J, 3), np.nan)
+        slot_joints[t_idx, k_idx] = joints[sl][t_idx, tr[t_idx, k_idx]]
+        used = (weights[:, sl] > 0) & np.isfinite(slot_joints).all(-1)[None]  # (C, t, K, J)
+        err = reprojection_errors(rig, slot_joints, uv[:, sl])
+        views = used.sum(0)
+        views_slot[sl] = views
+        with np.errstate(invalid="ignore", divide="ignore"):
+            err_slot[sl] = np.where(used, err, 0.0).sum(0) / np.where(views > 0, views, np.nan)
+    return views_slot, err_slot
+
+
 RefineFn = Callable[[Rig, np.ndarray, TrackObservations, Sequence[tuple[int, int]], RefineOptions], np.ndarray]
 
 
@@ -198,15 +225,7 @@ def finish(rig: Rig, work: FrameWork, bones: Sequence[tuple[int, int]], options:
         else:
             joints = refine_fn(rig, joints, obs, bones, options.refine)
 
-    # views and reprojection errors per slot, then moved to the tracks
-    t_idx, k_idx = np.nonzero(track_of >= 0)
-    slot_joints = np.full(points.shape, np.nan)
-    slot_joints[t_idx, k_idx] = joints[t_idx, track_of[t_idx, k_idx]]
-    used = (obs.weights > 0) & np.isfinite(slot_joints).all(-1)[None]  # (C, T, K, J)
-    err = reprojection_errors(rig, slot_joints, work.uv)
-    views_slot = used.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        err_slot = np.where(used, err, 0.0).sum(0) / np.where(views_slot > 0, views_slot, np.nan)
+    views_slot, err_slot = _slot_statistics(rig, joints, track_of, work.uv, obs.weights)
     views = _scatter(views_slot, track_of, n_tracks, 0)
     mean_err = _scatter(err_slot, track_of, n_tracks, np.nan)
 
@@ -248,4 +267,6 @@ def reconstruct(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int,
     T = kp.shape[1]
     parts = [frame_work(rig, kp[:, t0:t0 + FRAME_BLOCK], flip_pairs, options, show_progress)
              for t0 in range(0, max(T, 1), FRAME_BLOCK)]
-    return finish(rig, concat_frame_work(parts), bones, options, show_progress)
+    work = concat_frame_work(parts)
+    del parts  # one copy of the per-frame arrays through the whole-take half
+    return finish(rig, work, bones, options, show_progress)
