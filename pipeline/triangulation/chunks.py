@@ -86,7 +86,7 @@ def reconstruct_in_tasks(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[t
         task_frames: frames per task (rounded down to whole blocks; 0 = one task).
         mapper: runs a module-level function over items, in order (``StageContext.map``).
     """
-    kp = np.asarray(keypoints, dtype=np.float64)
+    kp = np.asarray(keypoints)  # frame_work converts each block to float64: no whole-take float64 copy
     pairs, bone_list = tuple(map(tuple, flip_pairs)), tuple(map(tuple, bones))
     tasks = [FrameTask(rig, kp[:, t0:t1], pairs, options)
              for t0, t1 in frame_ranges(kp.shape[1], task_frames, FRAME_BLOCK)]

@@ -263,7 +263,7 @@ def reconstruct(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int,
         bones: skeleton bones (refinement).
         options: see :class:`ReconstructOptions`.
     """
-    kp = np.asarray(keypoints, dtype=np.float64)
+    kp = np.asarray(keypoints)  # frame_work converts each block to float64: no whole-take float64 copy
     T = kp.shape[1]
     parts = [frame_work(rig, kp[:, t0:t0 + FRAME_BLOCK], flip_pairs, options, show_progress)
              for t0 in range(0, max(T, 1), FRAME_BLOCK)]
