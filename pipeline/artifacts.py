@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,15 +230,81 @@ def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     and whenever they are written.
     """
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with _npz_zip(buf) as zf:
         for key, value in arrays.items():
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH)
-            with zf.open(info, "w", force_zip64=True) as fh:
+            with _npz_member(zf, key) as fh:
                 np.lib.format.write_array(fh, np.asarray(value), allow_pickle=False)
     write_bytes(path, buf.getvalue())
 
 
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _npz_zip(file: Any) -> zipfile.ZipFile:
+    """The zip archive of an ``.npz`` being written: uncompressed, zip64 allowed."""
+    return zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True)
+
+
+def _npz_member(zf: zipfile.ZipFile, key: str) -> Any:
+    """Open ``<key>.npy`` for writing, with the fixed timestamp and a zip64 header (file-like)."""
+    return zf.open(zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_EPOCH), "w", force_zip64=True)
+
+
+def npy_header(shape: tuple[int, ...], dtype: np.dtype | str) -> bytes:
+    """The ``.npy`` header ``np.lib.format.write_array`` writes for a C-order array of ``shape`` and ``dtype``.
+
+    Format version 1.0, or 2.0 when the header does not fit 1.0 (as ``write_array`` picks).
+    """
+    dt = np.dtype(dtype)
+    if dt.hasobject:
+        raise ValueError(f"npy_header: dtype {dt} holds Python objects; they cannot be written without pickle")
+    header = {"descr": np.lib.format.dtype_to_descr(dt), "fortran_order": False, "shape": tuple(int(n) for n in shape)}
+    buf = io.BytesIO()
+    try:
+        np.lib.format.write_array_header_1_0(buf, header)
+    except ValueError:  # header over 64 KiB (a structured dtype of many fields)
+        np.lib.format.write_array_header_2_0(buf, header)
+    return buf.getvalue()
+
+
+# an array written block by block: (shape of the whole array, dtype, its blocks in order along axis 0)
+StreamedArray = tuple[tuple[int, ...], np.dtype | str, Iterable[np.ndarray]]
+
+
+def write_npz_streamed(path: str | os.PathLike, arrays: Mapping[str, StreamedArray]) -> None:
+    """Write arrays given as blocks along axis 0 to an uncompressed ``.npz`` atomically, one block in memory at a time.
+
+    ``arrays`` maps a name to ``(shape, dtype, blocks)``: the whole array's shape and dtype, and
+    an iterable of arrays of that dtype whose shapes are ``(n_i, *shape[1:])`` with
+    ``sum(n_i) == shape[0]``, read lazily in order. The file is byte for byte what
+    :func:`write_npz` writes for the concatenated arrays (same members in the same order, fixed
+    timestamps, zip64 headers, ``.npy`` header of :func:`npy_header`), but it is written straight
+    into the temporary file of :func:`atomic_path`, so memory holds one block, not the array.
+    A disk-full or read-only failure is the same one-line ArtifactError as :func:`write_npz`'s;
+    blocks that do not match the declared shape or dtype raise ValueError; either way nothing is
+    left under ``path`` or in a temporary file.
+    """
+    with atomic_path(path) as tmp, _npz_zip(tmp) as zf:
+        for key, (shape, dtype, blocks) in arrays.items():
+            with _npz_member(zf, key) as fh:
+                _write_npy_blocks(fh, key, tuple(shape), np.dtype(dtype), blocks)
+
+
+def _write_npy_blocks(fh: Any, key: str, shape: tuple[int, ...], dtype: np.dtype, blocks: Iterable[np.ndarray]) -> None:
+    """Write the ``.npy`` header of ``(shape, dtype)`` then each block's C-order bytes, checking they add up."""
+    if not shape:
+        raise ValueError(f"write_npz_streamed: array '{key}' must have at least one dimension")
+    fh.write(npy_header(shape, dtype))
+    rows = 0
+    for block in blocks:
+        b = np.asarray(block)
+        if b.dtype != dtype or b.ndim != len(shape) or b.shape[1:] != shape[1:] or rows + len(b) > shape[0]:
+            raise ValueError(f"write_npz_streamed: array '{key}': block {b.dtype} {b.shape} after {rows} rows "
+                             f"does not fit {dtype} {shape}")
+        fh.write(np.ascontiguousarray(b).tobytes())
+        rows += len(b)
+    if rows != shape[0]:
+        raise ValueError(f"write_npz_streamed: array '{key}': blocks hold {rows} rows; declared {shape[0]}")
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -6,6 +6,8 @@ reruns the stage); writes ``pose2d/<cam>.npz`` (``shared/DESIGN.md``) and ``pose
 an unfinished run sit in ``pose2d/.partial/`` and are removed when the stage finishes. See
 ``docs/pose2d.md``. The work goes out as tasks on the engine's executor (``task_frames``): one
 for all cameras, or frame ranges of each camera that run in parallel and merge in frame order.
+The tasks return their chunk checkpoints' files, not keypoints; each ``pose2d/<cam>.npz`` is
+streamed from those files one chunk at a time, so memory does not grow with the take.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,8 +28,16 @@ import numpy as np
 from pipeline.artifacts import read_yaml, write_yaml
 from pipeline.config import param
 from pipeline.errors import ArtifactError, ConfigError
-from pipeline.pose2d.io import ChunkStore, clear_partial, pad_people, write_pose2d
-from pipeline.skeleton import get_skeleton
+from pipeline.pose2d.io import (
+    ChunkInfo,
+    ChunkStore,
+    CountedBlocks,
+    chunk_blocks,
+    clear_partial,
+    frame_blocks,
+    write_pose2d_blocks,
+)
+from pipeline.skeleton import Skeleton, get_skeleton, remap_joints
 from pipeline.stage import Stage, StageContext
 
 log = logging.getLogger("posecap")
@@ -242,13 +254,29 @@ def checkpoint_key(p: Pose2dParams, digests: dict[str, str], camera: _Camera) ->
 # ----------------------------------------------------------------------------- run
 
 
-def _run_import(ctx: StageContext, cameras: list[_Camera], frames: int) -> tuple[dict[str, np.ndarray], dict]:
+@dataclass(frozen=True)
+class _Keypoints:
+    """One camera's keypoints (T, people, joints, 3), as blocks along the frame axis made when asked for.
+
+    ``blocks()`` yields arrays (n_i, P_i <= people, joints, 3) in frame order: a network backend's
+    are its chunk checkpoints, read one at a time; an imported camera's is its whole array.
+    """
+
+    people: int
+    joints: int
+    blocks: Callable[[], Iterator[np.ndarray]]
+
+
+def _run_import(ctx: StageContext, cameras: list[_Camera], frames: int) -> tuple[dict[str, _Keypoints], dict]:
     from pipeline.pose2d.formats import read_source
 
     p: Pose2dParams = ctx.params
     root = _config_path(ctx, p.import_path)
     skeleton = get_skeleton(p.skeleton)
-    out = {c.name: read_source(root, c.name, p.import_format, frames, skeleton) for c in cameras}
+    out = {}
+    for c in cameras:  # imported files are read whole (not a streaming path)
+        kp = read_source(root, c.name, p.import_format, frames, skeleton)
+        out[c.name] = _Keypoints(kp.shape[1], kp.shape[2], partial(iter, (kp,)))
     return out, {"import": {"format": p.import_format, "path": str(root)}}
 
 
@@ -339,9 +367,14 @@ def _resources(p: Pose2dParams) -> Any:
     return Resources(gpus=1.0, gpus_if_available=p.device == "auto")
 
 
-def _run_models(ctx: StageContext, cameras: list[_Camera]) -> tuple[dict[str, np.ndarray], dict]:
+def _remapped_chunks(chunks: Iterable[ChunkInfo], source: Skeleton, skeleton: Skeleton) -> Iterator[np.ndarray]:
+    """Each chunk's keypoints (n, P, J_source, 3), read from its file, in ``skeleton``'s joint order (n, P, J, 3)."""
+    for kp in chunk_blocks(chunks):
+        yield kp if source.name == skeleton.name else remap_joints(kp, source, skeleton)
+
+
+def _run_models(ctx: StageContext, cameras: list[_Camera]) -> tuple[dict[str, _Keypoints], dict]:
     from pipeline.pose2d.build import weights_digest
-    from pipeline.pose2d.io import merge_chunks
 
     p: Pose2dParams = ctx.params
     weights = weight_paths(ctx)
@@ -355,13 +388,13 @@ def _run_models(ctx: StageContext, cameras: list[_Camera]) -> tuple[dict[str, np
     model_skeleton = outcomes[0].model_skeleton
     skeleton = get_skeleton(p.skeleton)
     source = get_skeleton(model_skeleton)
-    from pipeline.skeleton import remap_joints
 
     out, timing = {}, {}
-    for cam in cameras:  # ranges come back in frame order; merged as the checkpoint chunks are
+    for cam in cameras:  # ranges come back in frame order; their chunks are streamed in that order
         parts = [r for o in outcomes for r in o.results if r.name == cam.name]
-        kp = merge_chunks([r.keypoints for r in parts], source.num_joints)
-        out[cam.name] = kp if source.name == skeleton.name else remap_joints(kp, source, skeleton)
+        chunks = [c for r in parts for c in r.chunks]
+        out[cam.name] = _Keypoints(max((r.people for r in parts), default=0), skeleton.num_joints,
+                                   partial(_remapped_chunks, chunks, source, skeleton))
         seconds, computed = sum(r.seconds for r in parts), sum(r.frames_computed for r in parts)
         timing[cam.name] = {"seconds": round(seconds, 3), "frames_computed": computed,
                             "frames_per_s": round(computed / seconds, 3) if seconds > 0 else None,
@@ -386,26 +419,21 @@ def run(ctx: StageContext) -> None:
         keypoints, info = _run_import(ctx, cameras, frames)
     else:
         keypoints, info = _run_models(ctx, cameras)
-    people = max((k.shape[1] for k in keypoints.values()), default=0)
+    people = max((k.people for k in keypoints.values()), default=0)
     folder = ctx.path(POSE2D)
     folder.mkdir(parents=True, exist_ok=True)
     per_camera = {}
-    for cam in cameras:
+    for cam in cameras:  # a stream that broke off: the rest of its frames are empty (frame_blocks)
         kp = keypoints[cam.name]
-        if len(kp) < frames:  # a stream that broke off: the rest of the frames are empty
-            pad = np.zeros((frames - len(kp), *kp.shape[1:]), np.float32)
-            pad[..., :2] = np.nan
-            kp = np.concatenate([kp, pad])
-        kp = pad_people(kp[:frames], people)
-        present = np.isfinite(kp[..., :2]).any(-1).any(-1)
-        detections = int(present.sum())
-        if detections == 0:
+        blocks = CountedBlocks(frame_blocks(kp.blocks(), frames, people, kp.joints))
+        write_pose2d_blocks(folder / f"{cam.name}.npz", blocks, frames, people, kp.joints)
+        counts = blocks.counts
+        if counts.detections == 0:
             ctx.log.warning("pose2d: camera %s: no person detected in any of its %d frames; its pose2d file "
                             "is empty (check the stream, or lower pose2d.min_person_score)", cam.name, frames)
-        write_pose2d(folder / f"{cam.name}.npz", kp, np.arange(frames, dtype=np.int64))
-        per_camera[cam.name] = {"frames": frames, "detections": detections,
-                                "frames_with_detections": int(present.any(-1).sum()),
-                                "max_people": int(present.sum(-1).max()) if frames else 0}
+        per_camera[cam.name] = {"frames": frames, "detections": counts.detections,
+                                "frames_with_detections": counts.frames_with_detections,
+                                "max_people": counts.max_people}
     for stale in folder.glob("*.npz"):
         if stale.stem not in keypoints:
             stale.unlink()

@@ -7,23 +7,31 @@ x = y = NaN, score 0. ``frame_index`` int64 (T,). P is the most detections of an
 Chunk checkpoints live in ``pose2d/.partial/<cam>/chunk_<first frame>.npz`` (a hidden folder, so the
 engine's output hashing skips it) with a ``key.txt`` naming the settings they were made with; a
 run with other settings discards them. They are deleted when the stage finishes.
+
+A long take is never held whole: the runner keeps a small :class:`ChunkInfo` per saved chunk, and
+:func:`write_pose2d_blocks` streams the chunks, one at a time, into ``pose2d/<cam>.npz``
+(byte for byte what :func:`write_pose2d` writes for the merged array).
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts import ArraySpec, read_npz, write_bytes, write_npz
+from pipeline.artifacts import ArraySpec, read_npz, write_bytes, write_npz, write_npz_streamed
 from pipeline.errors import ArtifactError
 
-__all__ = ["PARTIAL_DIR", "ChunkStore", "clean_keypoints", "clear_partial", "empty_keypoints", "merge_chunks",
-           "pad_people", "read_pose2d", "read_pose2d_arrays", "stack_frames",
-           "write_pose2d"]
+__all__ = ["PARTIAL_DIR", "ChunkInfo", "ChunkStore", "CountedBlocks", "DetectionCounts", "chunk_blocks",
+           "clean_keypoints", "clear_partial", "empty_keypoints", "frame_blocks", "last_frame", "merge_chunks",
+           "pad_people", "read_chunk", "read_pose2d", "read_pose2d_arrays", "stack_frames", "write_pose2d",
+           "write_pose2d_blocks"]
 
 PARTIAL_DIR = ".partial"
+PAD_BLOCK_FRAMES = 1024  # empty frames appended per block by frame_blocks
 
 
 def empty_keypoints(frames: int, people: int, joints: int) -> np.ndarray:
@@ -75,6 +83,82 @@ def write_pose2d(path: str | Path, keypoints: np.ndarray, frame_index: np.ndarra
     write_npz(path, keypoints=clean_keypoints(kp), frame_index=fi)
 
 
+def write_pose2d_blocks(path: str | Path, blocks: Iterable[np.ndarray], frames: int, people: int,
+                        joints: int) -> None:
+    """Write one camera's ``pose2d/<cam>.npz`` from blocks along the frame axis, one block in memory at a time.
+
+    ``blocks``: arrays (n_i, people, joints, 3) with ``sum(n_i) == frames`` (see :func:`frame_blocks`),
+    read in order; each is cleaned as :func:`write_pose2d` cleans (:func:`clean_keypoints`).
+    ``frame_index`` is ``0 .. frames - 1``. The file equals, byte for byte, ``write_pose2d`` of the
+    concatenated blocks with that ``frame_index``.
+    """
+    shape = (frames, people, joints, 3)
+    write_npz_streamed(path, {"keypoints": (shape, np.float32, (clean_keypoints(b) for b in blocks)),
+                              "frame_index": ((frames,), np.int64, [np.arange(frames, dtype=np.int64)])})
+
+
+def frame_blocks(blocks: Iterable[np.ndarray], frames: int, people: int, joints: int) -> Iterator[np.ndarray]:
+    """Blocks (n_i, P_i, J, 3), P_i <= ``people``, -> blocks (m_i, people, J, 3) of ``frames`` frames in all.
+
+    The frames past ``frames`` are dropped (the blocks after them are not read); a shortfall (a
+    stream that broke off) is filled with empty frames (x = y = NaN, score 0), at most
+    ``PAD_BLOCK_FRAMES`` per block; new person slots are empty (:func:`pad_people`). Concatenated,
+    the blocks equal ``pad_people(concat(blocks) padded / cut to frames, people)``.
+    """
+    done = 0
+    for block in blocks:
+        if done == frames:
+            return
+        part = block[: frames - done]
+        done += len(part)
+        if len(part):
+            yield pad_people(part, people)
+    while done < frames:
+        n = min(frames - done, PAD_BLOCK_FRAMES)
+        done += n
+        yield empty_keypoints(n, people, joints)
+
+
+@dataclass(frozen=True)
+class DetectionCounts:
+    """Detection counts of keypoints (n, P, J, 3); a person slot is detected when any joint has finite x, y.
+
+    Attributes:
+        detections: detected person slots in all frames.
+        frames_with_detections: frames with at least one detected person.
+        max_people: most detected persons in one frame.
+    """
+
+    detections: int = 0
+    frames_with_detections: int = 0
+    max_people: int = 0
+
+    @classmethod
+    def of(cls, keypoints: np.ndarray) -> DetectionCounts:
+        """The counts of one (n, P, J, 3) array."""
+        per_frame = np.isfinite(keypoints[..., :2]).any(-1).any(-1).sum(-1)  # (n,) detected persons
+        return cls(int(per_frame.sum()), int((per_frame > 0).sum()), int(per_frame.max(initial=0)))
+
+    def __add__(self, other: DetectionCounts) -> DetectionCounts:
+        """The counts of both sets of frames."""
+        return DetectionCounts(self.detections + other.detections,
+                               self.frames_with_detections + other.frames_with_detections,
+                               max(self.max_people, other.max_people))
+
+
+class CountedBlocks:
+    """Keypoint blocks (n_i, P, J, 3) passed through once, their :class:`DetectionCounts` summed in ``counts``."""
+
+    def __init__(self, blocks: Iterable[np.ndarray]) -> None:
+        self.blocks = blocks
+        self.counts = DetectionCounts()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for block in self.blocks:
+            self.counts += DetectionCounts.of(block)
+            yield block
+
+
 def read_pose2d(path: str | Path, joints: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(keypoints (T, P, J, 3) float32, frame_index (T,) int64) of a ``pose2d/<cam>.npz``."""
     arrays = read_pose2d_arrays(path, joints)
@@ -105,6 +189,31 @@ def read_pose2d_arrays(path: str | Path, joints: int | None = None) -> dict[str,
     return arrays
 
 
+@dataclass(frozen=True)
+class ChunkInfo:
+    """A saved chunk checkpoint: its file, frames ``start .. start + frames - 1``, person slots and detection counts."""
+
+    path: Path
+    start: int
+    frames: int
+    people: int
+    counts: DetectionCounts
+
+    @classmethod
+    def of(cls, path: Path, start: int, keypoints: np.ndarray) -> ChunkInfo:
+        """The summary of chunk ``keypoints`` (n, P, J, 3) saved at ``path``."""
+        return cls(path, start, len(keypoints), keypoints.shape[1], DetectionCounts.of(keypoints))
+
+
+def read_chunk(path: str | Path) -> np.ndarray:
+    """The keypoints (n, P, J, 3) of one chunk file.
+
+    Raises:
+        ArtifactError: the file is missing, unreadable or not (n, P, J, 3) floats.
+    """
+    return read_npz(path, {"keypoints": ArraySpec((None, None, None, 3))})["keypoints"]
+
+
 class ChunkStore:
     """One camera's chunk checkpoints under ``<pose2d>/.partial/<cam>/``.
 
@@ -126,13 +235,17 @@ class ChunkStore:
     def _files(self) -> list[Path]:
         return sorted(self.folder.glob("chunk_*.npz"))
 
-    def load(self, first: int = 0, stop: int | None = None) -> tuple[list[np.ndarray], int]:
-        """The saved chunks in frame order and the next frame to compute (contiguous prefix only).
+    def path(self, start: int) -> Path:
+        """The file of the chunk starting at frame ``start``."""
+        return self.folder / f"chunk_{start:09d}.npz"
+
+    def load(self, first: int = 0, stop: int | None = None) -> tuple[list[ChunkInfo], int]:
+        """The saved chunks in frame order (summaries) and the next frame to compute (contiguous prefix only).
 
         Only chunks starting in ``first .. stop - 1`` count (one task's frame range; the prefix
-        starts at ``first``). A chunk that cannot be read (cut by a crash before the atomic rename
-        could not happen, but a damaged disk could) ends the prefix; it and later chunks of the
-        range are deleted.
+        starts at ``first``). Each chunk is read in full, one at a time (its arrays are not kept),
+        so a chunk that cannot be read (cut by a crash before the atomic rename could not happen,
+        but a damaged disk could) ends the prefix; it and later chunks of the range are deleted.
         """
         def in_range(f: Path) -> bool:
             start = int(f.stem.split("_")[1])
@@ -142,7 +255,7 @@ class ChunkStore:
         for f in filter(in_range, self._files()):
             start = int(f.stem.split("_")[1])
             try:
-                kp = read_npz(f, {"keypoints": ArraySpec((None, None, None, 3))})["keypoints"]
+                kp = read_chunk(f)
             except ArtifactError:
                 kp = None
             if kp is None or start != next_frame:
@@ -150,13 +263,30 @@ class ChunkStore:
                     if int(g.stem.split("_")[1]) >= start:
                         g.unlink()
                 break
-            chunks.append(kp)
+            chunks.append(ChunkInfo.of(f, start, kp))
             next_frame = start + len(kp)
         return chunks, next_frame
 
-    def save(self, start: int, keypoints: np.ndarray) -> None:
-        """Write the chunk of frames ``start .. start + len(keypoints) - 1`` atomically."""
-        write_npz(self.folder / f"chunk_{start:09d}.npz", keypoints=np.asarray(keypoints, np.float32))
+    def save(self, start: int, keypoints: np.ndarray) -> ChunkInfo:
+        """Write the chunk of frames ``start .. start + len(keypoints) - 1`` atomically; return its summary."""
+        kp = np.asarray(keypoints, np.float32)
+        path = self.path(start)
+        write_npz(path, keypoints=kp)
+        return ChunkInfo.of(path, start, kp)
+
+
+def last_frame(chunks: list[ChunkInfo]) -> np.ndarray | None:
+    """The people (P, J, 3) of the last frame of the last chunk (read from its file); None without chunks."""
+    if not chunks:
+        return None
+    kp = read_chunk(chunks[-1].path)
+    return kp[-1] if len(kp) else None
+
+
+def chunk_blocks(chunks: Iterable[ChunkInfo]) -> Iterator[np.ndarray]:
+    """The keypoints (n_i, P_i, J, 3) of each chunk in turn, read from its file when the consumer asks for it."""
+    for chunk in chunks:
+        yield read_chunk(chunk.path)
 
 
 def clear_partial(pose2d_dir: str | Path) -> None:

@@ -3,7 +3,9 @@
 For each camera the frames are decoded on a background thread (:class:`~pipeline.video.reader.Prefetcher`,
 ``queue_frames`` ahead, so memory is bounded), handed to the backend ``batch_frames`` at a
 time, and the detections saved every ``chunk_frames`` frames as a chunk checkpoint
-(:class:`~pipeline.pose2d.io.ChunkStore`). A run that is killed resumes at the first frame no
+(:class:`~pipeline.pose2d.io.ChunkStore`). The keypoints stay in those files: a camera's result
+lists its chunks (:class:`~pipeline.pose2d.io.ChunkInfo`: file, frames, person slots, detection
+counts), so memory does not grow with the take. A run that is killed resumes at the first frame no
 chunk holds: the decoded frames before it are skipped, and the backend's tracker state is set
 from the last saved frame, so the result equals an uninterrupted run's. Progress bars show the
 total and the current camera in frames/s.
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.pose2d.io import ChunkStore, merge_chunks, stack_frames
+from pipeline.pose2d.io import ChunkInfo, ChunkStore, DetectionCounts, last_frame, stack_frames
 from pipeline.video.reader import Prefetcher, open_frames
 
 __all__ = ["CameraJob", "CameraResult", "RunOptions", "run_camera", "run_cameras"]
@@ -62,22 +64,41 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class CameraResult:
-    """One camera's keypoints (frames, P, J, 3) and what it cost."""
+    """One camera's (or frame range's) saved chunks, in frame order, and what they cost.
+
+    The keypoints are not held: they are the chunks' files, (frames, people, J, 3) once merged
+    (:func:`~pipeline.pose2d.io.frame_blocks` pads each chunk to ``people``).
+    """
 
     name: str
-    keypoints: np.ndarray
+    chunks: tuple[ChunkInfo, ...]
     frames_decoded: int
     frames_computed: int
     seconds: float
     resumed_at: int
 
     @property
+    def frames(self) -> int:
+        """Frames the chunks hold."""
+        return sum(c.frames for c in self.chunks)
+
+    @property
+    def people(self) -> int:
+        """Person slots of the merged keypoints: the most of any chunk (0 without chunks)."""
+        return max((c.people for c in self.chunks), default=0)
+
+    @property
+    def counts(self) -> DetectionCounts:
+        """Detection counts over every chunk."""
+        return sum((c.counts for c in self.chunks), DetectionCounts())
+
+    @property
     def detections(self) -> int:
-        return int(np.isfinite(self.keypoints[..., :2]).any(-1).any(-1).sum())
+        return self.counts.detections
 
     @property
     def frames_with_detections(self) -> int:
-        return int(np.isfinite(self.keypoints[..., :2]).any(-1).any(-1).any(-1).sum())
+        return self.counts.frames_with_detections
 
 
 def _window(frames: Any, start: int, stop: int | None) -> Iterator[np.ndarray]:
@@ -124,13 +145,15 @@ def run_camera(backend: Any, job: CameraJob, store: ChunkStore, options: RunOpti
                on_chunk: Callable[[str, int], None] | None = None) -> CameraResult:
     """Run ``backend`` over one camera's stream, resuming from ``store``'s chunks.
 
-    ``on_chunk(camera, frames_done)`` is called after each chunk is saved.
+    Each chunk is saved as soon as it is full and then dropped: the result lists the chunks
+    (loaded and new), not their keypoints. ``on_chunk(camera, frames_done)`` is called after each
+    chunk is saved.
     """
     bars = bars or _Bars(0, False)
     stop = job.stop if job.stop is not None else (job.frames or None)
     chunks, start = store.load(job.start, stop)
     joints = backend.joints
-    backend.reset(chunks[-1][-1] if chunks and len(chunks[-1]) else None)
+    backend.reset(last_frame(chunks))
     if start > job.start:
         log.info("pose2d: %s resumes at frame %d from its checkpoints", job.name, start)
     bars.start(job.name, max(job.frames, start), start)
@@ -152,9 +175,7 @@ def run_camera(backend: Any, job: CameraJob, store: ChunkStore, options: RunOpti
     def flush_chunk() -> None:
         nonlocal chunk_start
         if pending:
-            kp = stack_frames(pending, joints)
-            store.save(chunk_start, kp)
-            chunks.append(kp)
+            chunks.append(store.save(chunk_start, stack_frames(pending, joints)))
             chunk_start += len(pending)
             pending.clear()
             if on_chunk is not None:
@@ -181,7 +202,7 @@ def run_camera(backend: Any, job: CameraJob, store: ChunkStore, options: RunOpti
         log.warning("pose2d: %s: stream %s %s; later frames have no keypoints", job.name, job.stream,
                     reader.break_reason)
     seconds = time.perf_counter() - t0
-    return CameraResult(job.name, merge_chunks(chunks, joints), decoded, computed, seconds, start)
+    return CameraResult(job.name, tuple(chunks), decoded, computed, seconds, start)
 
 
 def run_cameras(backend: Any, jobs: list[CameraJob], stores: dict[str, ChunkStore], options: RunOptions,
