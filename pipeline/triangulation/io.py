@@ -36,7 +36,7 @@ class Pose2DInput:
 
     Attributes:
         rig: the rig restricted to the usable cameras, in rig order.
-        keypoints: (C, T, P, J, 3) float64 ``[x, y, score]``; P is the largest slot count.
+        keypoints: (C, T, P, J, 3) float32 (float64 after resampling) ``[x, y, score]``; P is the largest slot count.
         frame_index: (T,) int frame numbers (of the reference clock when synchronized).
         timestamp_s: (T,) reference-clock times, seconds; None when not synchronized (the caller
             then uses ``frame_index / fps``).
@@ -109,10 +109,13 @@ def load_pose2d(pose2d_dir: Path, rig: Rig, rig_path: Path, n_joints: int,
             "triangulation needs at least 2"
         )
     P = max(arrays[n]["keypoints"].shape[1] for n in usable)
-    kp = np.full((len(usable), T, P, n_joints, 3), np.nan)
+    # the files' float32 stays float32 (resampled keypoints may be float64): half the memory of a
+    # float64 copy, and triangulation converts each block of frames to float64 as it goes
+    dtype = np.result_type(np.float32, *(arrays[n]["keypoints"].dtype for n in usable))
+    kp = np.full((len(usable), T, P, n_joints, 3), np.nan, dtype=dtype)
     kp[..., 2] = 0.0
     for c, name in enumerate(usable):
-        k = arrays[name]["keypoints"].astype(np.float64)
+        k = arrays[name]["keypoints"]
         kp[c, :, : k.shape[1]] = k
     frame_index = arrays[first]["frame_index"].astype(np.int64)
     return Pose2DInput(rig=rig.subset(usable), keypoints=kp, frame_index=frame_index, timestamp_s=timestamp_s)
