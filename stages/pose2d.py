@@ -58,8 +58,10 @@ class Pose2dParams:
     device: Literal["auto", "cpu", "cuda"] = param("auto", "auto: cuda when available, else cpu")
     bf16: bool = param(True, "bf16 autocast on cuda (ignored on cpu)")
     threads: int = param(0, "torch CPU threads (0 = torch's default)")
-    bottomup_weights: str = param("", "bottom-up checkpoint (.pt); empty = the shipped bottomup_ae")
-    topdown_weights: str = param("", "top-down checkpoint (.pt); empty = the shipped topdown_heatmap")
+    bottomup_weights: str = param("", "bottom-up checkpoint (.pt path or a shipped name); empty = the shipped "
+                                  "bottomup_ae")
+    topdown_weights: str = param("", "top-down checkpoint (.pt path, or a shipped name: topdown_heatmap, "
+                                 "topdown_simcc); empty = the shipped topdown_heatmap")
     vitpose_weights: str = param("", "vitpose backend: Hugging Face ViTPose folder (config.json + weights)")
     onnx_model: str = param("", "onnx backend: .onnx file with RTMPose's contract (simcc_x/simcc_y or heatmaps)")
     onnx_heatmap_unbiased: bool = param(True, "onnx heatmap models: UDP (size - 1) decoding; false for MSRA heatmaps")
@@ -123,14 +125,21 @@ def _config_path(ctx: StageContext, value: str) -> Path:
 def weight_paths(ctx: StageContext) -> dict[str, Path]:
     """Role -> weights path the configured backend reads (``bottomup``, ``topdown``, ``vitpose``, ``onnx``)."""
     from pipeline.pose2d.build import default_weights
+    from pipeline.weights import available
 
     p: Pose2dParams = ctx.params
-    bottomup = _config_path(ctx, p.bottomup_weights) if p.bottomup_weights else default_weights("bottomup_ae")
+
+    def weights(value: str, default: str) -> Path:
+        # empty: the shipped default; a shipped checkpoint's name (topdown_simcc, ...); else a path
+        if not value:
+            return default_weights(default)
+        return default_weights(value) if value in available() else _config_path(ctx, value)
+
+    bottomup = weights(p.bottomup_weights, "bottomup_ae")
     if p.backend == "bottomup":
         return {"bottomup": bottomup}
     if p.backend == "topdown":
-        top = _config_path(ctx, p.topdown_weights) if p.topdown_weights else default_weights("topdown_heatmap")
-        return {"bottomup": bottomup, "topdown": top}
+        return {"bottomup": bottomup, "topdown": weights(p.topdown_weights, "topdown_heatmap")}
     if p.backend == "vitpose":
         if not p.vitpose_weights:
             raise ConfigError("pose2d.vitpose_weights is empty; set it to a Hugging Face ViTPose folder")
