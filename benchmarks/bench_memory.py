@@ -128,6 +128,18 @@ def _env() -> dict[str, str]:
     return env
 
 
+def prerequisites(stages: list[str], keypoints: str) -> list[str]:
+    """The stages before the first measured one whose outputs it reads (run first, not measured).
+
+    crop makes pose2d's streams, pose2d makes triangulate's keypoints; with ``--keypoints truth``
+    triangulate reads the ground truth and the rig only.
+    """
+    first = min(STAGES.index(s) for s in stages)
+    if keypoints == "truth" and STAGES[first] == "triangulate":
+        return []
+    return [s for s in STAGES[:first]]
+
+
 def run_stage(config: Path, stage: str, max_gib: float) -> tuple[float, float, bool]:
     """Run one stage in a fresh child process; return (peak RSS MiB of that child, wall seconds, succeeded).
 
@@ -213,6 +225,8 @@ def main() -> None:
             take = work / f"take_{n}.avi"
             write_long_take(synth / "raw" / "capture" / "quad.mp4", take, n)
             config = write_session(work / f"session_{n}", take, synth, pose2d)
+            for stage in prerequisites(args.stages, args.keypoints):  # their inputs, not measured
+                run_stage(config, stage, 0)
             for stage in args.stages:
                 if stage == "triangulate" and args.keypoints == "truth":
                     write_truth_keypoints(config.parent / "session", synth, n)
