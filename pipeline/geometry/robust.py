@@ -63,6 +63,7 @@ class RobustResult:
         views_used: (*B,) int, number of inlier views (0 where NaN).
         reprojection_error_px: (*B,) mean reprojection error over the inlier views; NaN where NaN.
         uv_px: (C, *B, 2) the observations after swap correction.
+        weights: (C, *B) their weights after swap correction (0 where missing).
         swapped: (C, *B[:-1], n_pairs) bool, which flip pairs were swapped (all False if none).
     """
 
@@ -71,6 +72,7 @@ class RobustResult:
     views_used: np.ndarray
     reprojection_error_px: np.ndarray
     uv_px: np.ndarray
+    weights: np.ndarray
     swapped: np.ndarray
 
 
@@ -295,6 +297,7 @@ def robust_triangulate(rig: Rig, uv_px: np.ndarray, weights: np.ndarray | None =
             flat = (rows[:, None] * J + np.arange(J)).reshape(-1)
             pts[flat], inl[:, flat], err[:, flat] = sub_pts, sub_inl, sub_err
             uv = uv_s.reshape(C, -1, 2)
+            wf = w_s.reshape(C, -1)
         swapped = sw.reshape((C,) + batch[:-1] + (n_pairs,))
     n_used = inl.sum(0)
     bad = n_used < options.min_views
@@ -309,5 +312,6 @@ def robust_triangulate(rig: Rig, uv_px: np.ndarray, weights: np.ndarray | None =
         views_used=n_used.reshape(batch),
         reprojection_error_px=mean_err.reshape(batch),
         uv_px=uv.reshape((C,) + batch + (2,)),
+        weights=wf.reshape((C,) + batch),
         swapped=swapped,
     )

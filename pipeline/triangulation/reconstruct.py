@@ -106,8 +106,8 @@ class FrameWork:
         members: (T, K, C) int, detection slot per camera of each associated person, -1 = none.
         points: (T, K, J, 3) metres, triangulated people per frame (NaN where unknown).
         inliers: (C, T, K, J) bool, views used for each point.
-        uv: (C, T, K, J, 2) pixels, the (swap-corrected) observations of each person.
-        weights: (C, T, K, J) scores of those observations, 0 where missing.
+        uv: (C, T, K, J, 2) pixels, the (swap-corrected) observations of each person, in the input dtype.
+        weights: (C, T, K, J) scores of those observations (swapped with them), 0 where missing; input dtype.
         swaps_corrected: (camera, frame, person, flip pair) swaps corrected in the range.
         detections: 2D detections with at least ``association.min_joints`` keypoints.
     """
@@ -124,6 +124,9 @@ class FrameWork:
 def frame_work(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int, int]],
                options: ReconstructOptions, show_progress: bool = False) -> FrameWork:
     """Threshold, associate across cameras and triangulate every frame of ``keypoints`` (C, T, P, J, 3)."""
+    # uv and weights are kept in the input's precision (float32 from pose2d files): they are input
+    # values moved between slots, so this loses nothing and halves the take-long arrays
+    store = np.result_type(np.float32, np.asarray(keypoints).dtype)
     kp = np.asarray(keypoints, dtype=np.float64)
     score = np.nan_to_num(kp[..., 2])
     seen = np.isfinite(kp[..., :2]).all(-1) & (score >= options.score_threshold) & (score > 0)
@@ -137,14 +140,15 @@ def frame_work(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int, 
     if options.robust:
         res = robust_triangulate(rig, uv_k, w_k, ropt, flip_pairs=flip_pairs)
         points, inliers = res.points, res.inliers
-        uv_k = res.uv_px
+        uv_k, w_k = res.uv_px, res.weights  # a swapped pair's weights move with its observations
         swaps = int(res.swapped.sum())
     else:
         points = triangulate(rig, uv_k, w_k, min_views=ropt.min_views)
         inliers = (w_k > 0) & np.isfinite(points).all(-1)[None]
         swaps = 0
     n_det = int(((w > 0).sum(-1) >= options.association.min_joints).sum())
-    return FrameWork(members, points, inliers, uv_k, w_k, swaps, n_det)
+    return FrameWork(members, points, inliers, uv_k.astype(store, copy=False), w_k.astype(store, copy=False),
+                     swaps, n_det)
 
 
 def _pad_slots(a: np.ndarray, axis: int, size: int, fill: float | bool | int) -> np.ndarray:
