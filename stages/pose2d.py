@@ -74,6 +74,8 @@ class Pose2dParams:
         None, "native crops: largest longer side, pixels (larger boxes are downscaled); null = the model's input "
               "size, the scale it was trained at")
     flip_test: bool = param(False, "top-down heatmap models: average with the mirrored crop (twice the work)")
+    bottomup_flip_test: bool = param(False, "bottom-up model (the bottomup backend and the top-down detector): "
+                                     "average with the mirrored frame, group on both tag sets (twice its work)")
     boxes: Literal["track", "detect"] = param(
         "detect", "top-down person boxes: detect = the bottom-up detector on every frame; track = previous "
                   "frame's people plus detections every refresh_every frames (faster; boxes can drift)")
@@ -213,7 +215,8 @@ def build_backend(p: Pose2dParams, weights: dict[str, Path], device: Any) -> Any
     from pipeline.pose2d.estimators import BottomUpEstimator, TorchTopDown
 
     detector = BottomUpEstimator(load_posecap_model(weights["bottomup"], device, p.bf16, head="bottomup"),
-                                 p.bottomup_input_size, p.detector_min_person_score, min_joints=3)
+                                 p.bottomup_input_size, p.detector_min_person_score, min_joints=3,
+                                 flip_test=p.bottomup_flip_test)
     if p.backend == "bottomup":
         return BottomUpBackend(detector)
     native = p.crop == "native"

@@ -18,6 +18,7 @@ from pipeline.codecs.associative_embedding import (
     AssociativeEmbeddingCodec,
     TagTracker,
     max_pool_peaks,
+    merge_flip_test,
 )
 from pipeline.codecs.heatmap import HeatmapCodec, HeatmapTargets, flip_heatmaps
 from pipeline.codecs.simcc import SimCCCodec, SimCCTargets, simcc_kl_loss
@@ -42,5 +43,6 @@ __all__ = [
     "TagTracker",
     "flip_heatmaps",
     "max_pool_peaks",
+    "merge_flip_test",
     "simcc_kl_loss",
 ]

@@ -35,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -53,9 +54,35 @@ from pipeline.codecs._common import (
 from pipeline.codecs._refine import quarter_offsets_2d
 from pipeline.skeleton import COCO17, Skeleton, resolve_skeleton
 
-__all__ = ["AEPersons", "AETargets", "AssociativeEmbeddingCodec", "TagTracker", "max_pool_peaks"]
+__all__ = ["AEPersons", "AETargets", "AssociativeEmbeddingCodec", "TagTracker", "max_pool_peaks", "merge_flip_test"]
 
 _FILL_CHUNK = 64  # persons per vectorized fill step: bounds memory to 64 x H x W floats
+
+
+def merge_flip_test(heatmaps: Any, tags: Any, flipped_heatmaps: Any, flipped_tags: Any,
+                    flip_indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Bottom-up flip test (HigherHRNet): combine the outputs on an image and on its mirror.
+
+    The mirror's maps are mirrored back along W with the left/right joints swapped; heatmaps are
+    averaged and the tags concatenated (L -> 2L), so grouping compares both tag sets.
+
+    Args:
+        heatmaps, flipped_heatmaps: (N, K, H, W). tags, flipped_tags: (N, K, H, W, L) (or (N, K, H, W)).
+        flip_indices: (K,) the joint each joint becomes in the mirror image.
+
+    Returns:
+        heatmaps (N, K, H, W) and tags (N, K, H, W, 2L), float32.
+    """
+    hm, hf = (as_array(a, "merge_flip_test", "heatmaps", np.float32) for a in (heatmaps, flipped_heatmaps))
+    tg, tf = (as_array(a, "merge_flip_test", "tags", np.float32) for a in (tags, flipped_tags))
+    tg, tf = (t[..., None] if t.ndim == 4 else t for t in (tg, tf))
+    if hm.shape != hf.shape or tg.shape != tf.shape or tg.shape[:4] != hm.shape:
+        raise CodecError(f"merge_flip_test: shapes differ: heatmaps {hm.shape} / {hf.shape}, tags {tg.shape} / "
+                         f"{tf.shape}")
+    idx = list(flip_indices)
+    back_hm = hf[:, idx, :, ::-1]
+    back_tg = tf[:, idx, :, ::-1, :]
+    return (hm + back_hm) / 2, np.concatenate([tg, back_tg], axis=-1)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.codecs import AssociativeEmbeddingCodec, HeatmapCodec, flip_heatmaps
+from pipeline.codecs import AssociativeEmbeddingCodec, HeatmapCodec, flip_heatmaps, merge_flip_test
 from pipeline.skeleton import get_skeleton
 from pipeline.training.augment import crop_affine, warp_image
 from pipeline.training.data import normalize_images
@@ -161,10 +161,12 @@ class BottomUpEstimator:
         input_size: [w, h] network resolution (multiples of the stem stride); None = the model's.
         min_person_score: drop persons whose mean joint score is below this.
         min_joints: drop persons with fewer found joints.
+        flip_test: also run the mirrored frames; average the heatmaps, group on both tag sets
+            (:func:`~pipeline.codecs.merge_flip_test`). Twice the network work.
     """
 
     def __init__(self, model: Any, input_size: tuple[int, int] | None = None, min_person_score: float = 0.1,
-                 min_joints: int = 3) -> None:
+                 min_joints: int = 3, flip_test: bool = False) -> None:
         cfg = model.config
         if cfg.head.kind != "bottomup":
             raise ValueError(f"BottomUpEstimator: the model has a {cfg.head.kind!r} head; expected bottomup")
@@ -185,6 +187,8 @@ class BottomUpEstimator:
             unbiased=base.unbiased)
         self.joints = cfg.num_joints
         self.min_person_score, self.min_joints = min_person_score, min_joints
+        self.flip_test = flip_test
+        self.flip_indices = list(get_skeleton(cfg.skeleton).flip_indices)
         self.device = next(model.parameters()).device
 
     @torch.no_grad()
@@ -198,8 +202,16 @@ class BottomUpEstimator:
             a = crop_affine(np.array([(w - 1) / 2, (h - 1) / 2, w - 1.0, h - 1.0]), self.input_size)
             affines.append(a)
             inputs.append(warp_image(to_rgb(frame), a, self.input_size))
-        heatmaps, tags = self.model(normalize_images(np.stack(inputs)).to(self.device))
-        persons = self.codec.decode(heatmaps.float().cpu(), tags.float().cpu())
+        x = normalize_images(np.stack(inputs)).to(self.device)
+        if self.flip_test:
+            heatmaps, tags = self.model(torch.cat([x, x.flip(-1)]))
+            n = len(frames)
+            heatmaps, tags = heatmaps.float().cpu().numpy(), tags.float().cpu().numpy()
+            heatmaps, tags = merge_flip_test(heatmaps[:n], tags[:n], heatmaps[n:], tags[n:], self.flip_indices)
+        else:
+            heatmaps, tags = self.model(x)
+            heatmaps, tags = heatmaps.float().cpu(), tags.float().cpu()
+        persons = self.codec.decode(heatmaps, tags)
         persons = persons if isinstance(persons, list) else [persons]
         out = []
         for p, a in zip(persons, affines):

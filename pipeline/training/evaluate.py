@@ -92,14 +92,26 @@ def oks(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, area: float) -> f
 
 
 @torch.no_grad()
-def predict_bottomup(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32) -> list[np.ndarray]:
-    """Per image, the decoded persons' keypoints (P_i, K, 3): x, y, score."""
+def predict_bottomup(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32,
+                     flip_test: bool = False) -> list[np.ndarray]:
+    """Per image, the decoded persons' keypoints (P_i, K, 3): x, y, score (``flip_test``: with the mirror)."""
+    from pipeline.codecs import merge_flip_test
+
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
+    flip = list(get_skeleton(model.config.skeleton).flip_indices)
     out = []
     for s in range(0, len(images), batch_size):
-        persons = model.decode(model(normalize_images(images[s:s + batch_size]).to(device)))
+        x = normalize_images(images[s:s + batch_size]).to(device)
+        hm, tg = model(x)
+        if flip_test:
+            hf, tf = model(x.flip(-1))
+            hm, tg = merge_flip_test(hm.float().cpu().numpy(), tg.float().cpu().numpy(), hf.float().cpu().numpy(),
+                                     tf.float().cpu().numpy(), flip)
+            persons = model.codec.decode(hm, tg)
+        else:
+            persons = model.decode((hm, tg))
         out.extend(p.keypoints for p in persons)
     model.train(was_training)
     return out
@@ -148,6 +160,6 @@ def bottomup_metrics(preds: list[np.ndarray], heldout: HeldOut, threshold: float
 def evaluate(model: torch.nn.Module, heldout: HeldOut, flip_test: bool = False) -> dict[str, Any]:
     """The held-out metrics for the model's head kind."""
     if model.config.head.kind == "bottomup":
-        return bottomup_metrics(predict_bottomup(model, heldout.images), heldout)
+        return bottomup_metrics(predict_bottomup(model, heldout.images, flip_test=flip_test), heldout)
     pred = predict_topdown(model, heldout.images, flip_test=flip_test)
     return topdown_metrics(pred, heldout, flip_indices=get_skeleton(model.config.skeleton).flip_indices)

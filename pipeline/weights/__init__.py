@@ -101,7 +101,7 @@ def publish(run_dir: str | Path, config_path: str | Path, dest: str | Path, eval
         model = load_weights(dest)
         heldout = build_heldout(model.config, sections.data)
         metrics = evaluate(model, heldout)
-        if model.config.head.kind == "heatmap":
+        if model.config.head.kind in ("heatmap", "bottomup"):
             extra["metrics_flip_test"] = to_plain(evaluate(model, heldout, flip_test=True))
     card = {
         "name": dest.stem,

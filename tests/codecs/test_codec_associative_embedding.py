@@ -182,3 +182,37 @@ def test_wrong_shapes_are_reported():
 def test_empty_maps_give_no_people():
     persons = _codec().decode(np.zeros((17, 128, 128)), np.zeros((17, 128, 128)))
     assert len(persons) == 0 and persons.keypoints.shape == (0, 17, 3) and persons.tags.shape == (0, 1)
+
+
+def test_flip_test_merge_of_a_mirrored_scene_decodes_the_same_people():
+    """merge_flip_test mirrors the second output back (W axis) and swaps left/right joints.
+
+    The mirror image's maps are built as a network would output them: the mirrored scene, whose
+    left joints are the original's right ones. Merged with the original's maps they must decode to
+    the original people; a wrong axis or a missing joint swap puts joints on the other side.
+    """
+    from pipeline.codecs import merge_flip_test
+
+    codec = AssociativeEmbeddingCodec(input_size=(509, 509), heatmap_size=SIZE)
+    scene = synthetic_ae_scene(np.random.default_rng(3), 4)
+    kp = scene.joints / codec.scale
+    flip = list(COCO17.flip_indices)
+    mirrored_hm = scene.joints[:, flip].copy()
+    mirrored_hm[..., 0] = (SIZE[0] - 1) - mirrored_hm[..., 0]  # heatmap x -> W - 1 - x
+    mirrored = mirrored_hm / codec.scale
+    maps = []
+    for points in (kp, mirrored):
+        t = codec.encode(points)
+        tags = np.zeros((17, SIZE[0] * SIZE[1]), np.float32)
+        for person in range(len(points)):
+            tags[np.arange(17), t.keypoint_indices[person]] = person
+        maps.append((t.heatmaps[None], tags.reshape(1, 17, *SIZE)))
+    hm, tg = merge_flip_test(*maps[0], *maps[1], flip)
+    assert hm.shape == (1, 17, *SIZE) and tg.shape == (1, 17, *SIZE, 2)
+    np.testing.assert_allclose(hm[0], maps[0][0][0], atol=1e-6)  # the mirror maps back onto the original
+    persons = codec.decode(hm, tg)[0]
+    order = np.argsort(persons.tags[:, 0])
+    np.testing.assert_allclose(persons.keypoints[order, :, :2], kp, atol=1e-3)
+    np.testing.assert_allclose(persons.tags[order], np.stack([np.arange(4)] * 2, -1))
+    with pytest.raises(CodecError):
+        merge_flip_test(hm, tg[..., :1], hm[:, :, :-1], tg[..., :1], flip)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -67,3 +69,27 @@ def test_vitpose_backend_runs_on_the_stage(session, weights, tmp_path):
     STAGE.run(ctx)
     kp, _ = read_pose2d(session / "pose2d" / "cam0.npz", 17)
     assert kp.shape[0] == 6 and np.isfinite(kp[..., :2]).any()
+
+
+def test_bottomup_flip_test_is_mirror_symmetric():
+    """With flip_test the averaged heatmaps and the tag pair of a mirrored frame are the mirror of the
+    frame's, so the people found in the mirror are the frame's people mirrored, left and right
+    swapped (a wrong joint swap or axis in the merge breaks this)."""
+    import cv2
+
+    from pipeline.pose2d.estimators import BottomUpEstimator
+    from pipeline.skeleton import COCO17
+    from pipeline.weights import load_default
+
+    cap = cv2.VideoCapture(str(Path(__file__).resolve().parents[2] / "calib_data/raw/capture/stereo.mp4"))
+    ok, mosaic = cap.read()
+    cap.release()
+    assert ok
+    frame = np.ascontiguousarray(mosaic[:, : mosaic.shape[1] // 2])
+    est = BottomUpEstimator(load_default("bottomup_ae"), flip_test=True)
+    a, b = est([frame, np.ascontiguousarray(frame[:, ::-1])])
+    assert len(a) >= 2 and len(a) == len(b)
+    mirrored = b[:, list(COCO17.flip_indices)].copy()
+    mirrored[..., 0] = (frame.shape[1] - 1) - mirrored[..., 0]
+    key = lambda p: np.nanmean(p[..., 0], axis=-1)  # noqa: E731 - order people by mean x
+    np.testing.assert_allclose(a[np.argsort(key(a))], mirrored[np.argsort(key(mirrored))], atol=0.05)
