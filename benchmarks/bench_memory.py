@@ -137,7 +137,7 @@ def prerequisites(stages: list[str], keypoints: str) -> list[str]:
     first = min(STAGES.index(s) for s in stages)
     if keypoints == "truth" and STAGES[first] == "triangulate":
         return []
-    return [s for s in STAGES[:first]]
+    return list(STAGES[:first])
 
 
 def run_stage(config: Path, stage: str, max_gib: float) -> tuple[float, float, bool]:

@@ -23,10 +23,11 @@ import cv2
 import numpy as np
 import torch
 
-from pipeline.codecs import AssociativeEmbeddingCodec, HeatmapCodec, flip_heatmaps, merge_flip_test
+from pipeline.codecs import AssociativeEmbeddingCodec, HeatmapCodec, flip_heatmaps
 from pipeline.skeleton import get_skeleton
 from pipeline.training.augment import crop_affine, warp_image
 from pipeline.training.data import normalize_images
+from pipeline.training.evaluate import bottomup_maps
 
 __all__ = ["BottomUpEstimator", "TopDownEstimator", "TorchTopDown", "crop_size_for", "invert_affine",
            "to_rgb"]
@@ -188,7 +189,6 @@ class BottomUpEstimator:
         self.joints = cfg.num_joints
         self.min_person_score, self.min_joints = min_person_score, min_joints
         self.flip_test = flip_test
-        self.flip_indices = list(get_skeleton(cfg.skeleton).flip_indices)
         self.device = next(model.parameters()).device
 
     @torch.no_grad()
@@ -203,15 +203,7 @@ class BottomUpEstimator:
             affines.append(a)
             inputs.append(warp_image(to_rgb(frame), a, self.input_size))
         x = normalize_images(np.stack(inputs)).to(self.device)
-        if self.flip_test:
-            heatmaps, tags = self.model(torch.cat([x, x.flip(-1)]))
-            n = len(frames)
-            heatmaps, tags = heatmaps.float().cpu().numpy(), tags.float().cpu().numpy()
-            heatmaps, tags = merge_flip_test(heatmaps[:n], tags[:n], heatmaps[n:], tags[n:], self.flip_indices)
-        else:
-            heatmaps, tags = self.model(x)
-            heatmaps, tags = heatmaps.float().cpu(), tags.float().cpu()
-        persons = self.codec.decode(heatmaps, tags)
+        persons = self.codec.decode(*bottomup_maps(self.model, x, self.flip_test))
         persons = persons if isinstance(persons, list) else [persons]
         out = []
         for p, a in zip(persons, affines):

@@ -26,7 +26,7 @@ from pipeline.artifacts import ArraySpec, read_npz, write_bytes, write_npz, writ
 from pipeline.errors import ArtifactError
 
 __all__ = ["PARTIAL_DIR", "ChunkInfo", "ChunkStore", "CountedBlocks", "DetectionCounts", "chunk_blocks",
-           "clean_keypoints", "clear_partial", "empty_keypoints", "frame_blocks", "last_frame", "merge_chunks",
+           "clean_keypoints", "clear_partial", "empty_keypoints", "frame_blocks", "last_frame",
            "pad_people", "read_chunk", "read_pose2d", "read_pose2d_arrays", "stack_frames", "write_pose2d",
            "write_pose2d_blocks"]
 
@@ -294,11 +294,3 @@ def clear_partial(pose2d_dir: str | Path) -> None:
     folder = Path(pose2d_dir) / PARTIAL_DIR
     if folder.is_dir():
         shutil.rmtree(folder)
-
-
-def merge_chunks(chunks: list[np.ndarray], joints: int) -> np.ndarray:
-    """Concatenate chunks of different person counts into (T, max P, J, 3)."""
-    if not chunks:
-        return empty_keypoints(0, 0, joints)
-    people = max(c.shape[1] for c in chunks)
-    return np.concatenate([pad_people(c, people) for c in chunks])

@@ -152,25 +152,21 @@ def truncate(rng: np.random.Generator, image: np.ndarray, uv: np.ndarray, visibl
         return image, visible, in_frame
     lo, hi = uv[ok].min(0), uv[ok].max(0)
     axis = 0 if side < 2 else 1
-    if hi[axis] - lo[axis] < 2.0:
+    span = hi[axis] - lo[axis]
+    if span < 2.0:
         return image, visible, in_frame
-    h, w = image.shape[:2]
-    img = image.copy()
+    size = image.shape[1 - axis]  # w for a vertical line, h for a horizontal one
     coord = uv[:, axis]
     if side % 2:  # right / bottom: keep coordinates below the line
-        line = int(np.clip(np.round(hi[axis] - frac * (hi[axis] - lo[axis])), 1, (w, h)[axis] - 1))
+        line = int(np.clip(np.round(hi[axis] - frac * span), 1, size - 1))
         keep = coord < line - 0.5
-        if axis == 0:
-            img[:, line:] = 0
-        else:
-            img[line:] = 0
+        cut = slice(line, None)
     else:  # left / top: keep coordinates above the line
-        line = int(np.clip(np.round(lo[axis] + frac * (hi[axis] - lo[axis])), 1, (w, h)[axis] - 1))
+        line = int(np.clip(np.round(lo[axis] + frac * span), 1, size - 1))
         keep = coord >= line - 0.5
-        if axis == 0:
-            img[:, :line] = 0
-        else:
-            img[:line] = 0
+        cut = slice(None, line)
+    img = image.copy()
+    img[(slice(None), cut) if axis == 0 else cut] = 0
     keep &= np.isfinite(coord)
     return img, visible & keep, in_frame & keep
 

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from pipeline.codecs.associative_embedding import merge_flip_test
 from pipeline.codecs.heatmap import flip_heatmaps
 from pipeline.skeleton import get_skeleton
 from pipeline.training.data import HeldOut, normalize_images
 
-__all__ = ["COCO_SIGMAS", "bottomup_metrics", "evaluate", "oks", "predict_bottomup", "predict_topdown",
+__all__ = ["COCO_SIGMAS", "bottomup_maps", "bottomup_metrics", "evaluate", "oks", "predict_bottomup", "predict_topdown",
            "topdown_metrics"]
 
 COCO_SIGMAS = np.array([0.26, 0.25, 0.25, 0.35, 0.35, 0.79, 0.79, 0.72, 0.72, 0.62, 0.62, 1.07, 1.07, 0.87, 0.87,
@@ -92,26 +93,32 @@ def oks(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, area: float) -> f
 
 
 @torch.no_grad()
+def bottomup_maps(model: torch.nn.Module, x: torch.Tensor, flip_test: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A bottom-up model's heatmaps (N, K, H, W) and tags (N, K, H, W, L), float32 numpy, on normalised images x.
+
+    With ``flip_test`` the mirrored images run in the same batch and the two outputs are merged
+    (:func:`~pipeline.codecs.merge_flip_test`: heatmaps averaged, tags L -> 2L).
+    """
+    if not flip_test:
+        hm, tg = model(x)
+        return hm.float().cpu().numpy(), tg.float().cpu().numpy()
+    hm, tg = model(torch.cat([x, x.flip(-1)]))
+    hm, tg, n = hm.float().cpu().numpy(), tg.float().cpu().numpy(), len(x)
+    flip = list(get_skeleton(model.config.skeleton).flip_indices)
+    return merge_flip_test(hm[:n], tg[:n], hm[n:], tg[n:], flip)
+
+
+@torch.no_grad()
 def predict_bottomup(model: torch.nn.Module, images: np.ndarray, batch_size: int = 32,
                      flip_test: bool = False) -> list[np.ndarray]:
     """Per image, the decoded persons' keypoints (P_i, K, 3): x, y, score (``flip_test``: with the mirror)."""
-    from pipeline.codecs import merge_flip_test
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    flip = list(get_skeleton(model.config.skeleton).flip_indices)
     out = []
     for s in range(0, len(images), batch_size):
         x = normalize_images(images[s:s + batch_size]).to(device)
-        hm, tg = model(x)
-        if flip_test:
-            hf, tf = model(x.flip(-1))
-            hm, tg = merge_flip_test(hm.float().cpu().numpy(), tg.float().cpu().numpy(), hf.float().cpu().numpy(),
-                                     tf.float().cpu().numpy(), flip)
-            persons = model.codec.decode(hm, tg)
-        else:
-            persons = model.decode((hm, tg))
+        persons = model.codec.decode(*bottomup_maps(model, x, flip_test))
         out.extend(p.keypoints for p in persons)
     model.train(was_training)
     return out

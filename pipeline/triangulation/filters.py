@@ -79,14 +79,17 @@ def butterworth(x: np.ndarray, fps: float, cutoff_hz: float, order: int = 4) -> 
     padlen = 3 * max(len(a), len(b))
     if x.shape[0] <= padlen:
         return x.copy()
-    if x.ndim < 2 or x.shape[1] <= 1:
-        filled, valid = _fill_all(x)
+
+    def smooth(v: np.ndarray) -> np.ndarray:
+        filled, valid = _fill_all(v)
         return np.where(valid, filtfilt(b, a, filled, axis=0, padlen=padlen), np.nan)
+
+    if x.ndim < 2:
+        return smooth(x)
     # one person (axis 1) at a time: the temporaries stay (T, ...) of one track, not of all of them
     out = np.empty_like(x)
     for p in range(x.shape[1]):
-        filled, valid = _fill_all(x[:, p])
-        out[:, p] = np.where(valid, filtfilt(b, a, filled, axis=0, padlen=padlen), np.nan)
+        out[:, p] = smooth(x[:, p])
     return out
 
 

@@ -26,7 +26,6 @@ from pipeline.pose2d.io import (
     chunk_blocks,
     empty_keypoints,
     frame_blocks,
-    merge_chunks,
     pad_people,
     write_pose2d,
     write_pose2d_blocks,
@@ -45,6 +44,14 @@ def _chunk(rng: np.random.Generator, frames: int, people: int) -> np.ndarray:
     kp[rng.random((frames, people, J)) < 0.2, :2] = np.nan
     kp[:, people // 2:][rng.random((frames, people - people // 2)) < 0.5] = [np.nan, np.nan, 0.0]
     return kp.astype(np.float32)
+
+
+def merge_chunks(chunks: list[np.ndarray], joints: int) -> np.ndarray:
+    """The merge the stage did before streaming: chunks of different person counts -> (T, max P, J, 3)."""
+    if not chunks:
+        return empty_keypoints(0, 0, joints)
+    people = max(c.shape[1] for c in chunks)
+    return np.concatenate([pad_people(c, people) for c in chunks])
 
 
 def _merged_file(path: Path, chunks: list[np.ndarray], frames: int, people: int) -> bytes:
