@@ -48,7 +48,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}{TEMP_MARK}{os.getpid()}-",
                                         suffix=dest.suffix if suffix is None else suffix, dir=dest.parent)
     except OSError as exc:
-        raise ArtifactError(f"{dest}: cannot write ({_os_reason(exc)}); {dest.parent} must be a writable "
+        raise ArtifactError(f"{dest}: cannot write ({os_reason(exc)}); {dest.parent} must be a writable "
                             "folder") from None
     os.close(fd)
     tmp = Path(tmp_name)
@@ -65,7 +65,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp.unlink()
         if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
             kept = "the previous file is kept" if dest.exists() else "nothing was written"
-            raise ArtifactError(f"{dest}: cannot write ({_os_reason(exc)}); {kept}; free disk space or fix "
+            raise ArtifactError(f"{dest}: cannot write ({os_reason(exc)}); {kept}; free disk space or fix "
                                 "the folder's permissions, then rerun") from None
         raise
 
@@ -76,7 +76,7 @@ TEMP_MARK = ".tmp-"  # atomic_path's temporary files: .<name>.tmp-<pid>-<random>
 _TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-")
 
 
-def _os_reason(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
     """``strerror`` of an OSError (``No space left on device``), or its text."""
     return exc.strerror or str(exc) or type(exc).__name__
 

@@ -3,9 +3,11 @@
 Reads ``calib/rig.yaml`` and ``pose2d/<cam>.npz``; writes ``pose3d/skeletons.npz`` and
 ``pose3d/pose3d.yaml``. Detections are associated across cameras, left/right swaps corrected,
 outlier views rejected by consensus, people tracked over time, then optionally refined and
-filtered. See the README (section "Triangulation"). A long take's per-frame work and its
-refinement chunks run as parallel tasks (``task_frames``) on the engine's executor; tracking runs
-over the whole take, so the result is the same for any split (``pipeline.triangulation.chunks``).
+filtered. See the README (section "Triangulation"). The take is read, worked on and written in
+blocks of frames (``pipeline.triangulation.take``), its intermediate blocks kept in
+``pose3d/.blocks/`` while the stage runs, so memory stays flat however long the take is. The
+per-frame work and the refinement run as parallel tasks (``task_frames``) on the engine's
+executor; tracking carries over from block to block, so the result is the same for any split.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from pipeline.geometry.robust import RobustOptions
 from pipeline.skeleton import get_skeleton
 from pipeline.stage import Stage, StageContext, static_paths
 from pipeline.triangulation.association import AssociationOptions
-from pipeline.triangulation.chunks import reconstruct_in_tasks
-from pipeline.triangulation.io import load_pose2d, write_pose3d
+from pipeline.triangulation.blocks import BlockStore
+from pipeline.triangulation.io import write_pose3d_blocks
 from pipeline.triangulation.reconstruct import ReconstructOptions
 from pipeline.triangulation.refine import RefineOptions
+from pipeline.triangulation.source import open_pose2d
+from pipeline.triangulation.take import reconstruct_take
 from pipeline.triangulation.tracking import TrackingOptions
 
 log = logging.getLogger("posecap")
@@ -35,6 +39,7 @@ POSE2D = "pose2d"
 SKELETONS = "pose3d/skeletons.npz"
 POSE3D_YAML = "pose3d/pose3d.yaml"
 SYNC = "sync.yaml"
+SCRATCH = ".blocks"  # pose3d/.blocks: the take's intermediate blocks while the stage runs (removed after)
 
 
 @dataclass(frozen=True)
@@ -133,30 +138,31 @@ def run(ctx: StageContext) -> None:
             ctx.log.warning("triangulate: fps is %g but the reference clock in %s runs at %g fps; the filter "
                             "cutoffs assume %g (set triangulate.fps)", params.fps, SYNC, sync.reference_fps,
                             params.fps)
-    data = load_pose2d(ctx.require(POSE2D), rig, rig_path, skeleton.num_joints, log=ctx.log, sync=sync)
-    timestamp_s = data.timestamp_s if data.timestamp_s is not None else data.frame_index / params.fps
-    ctx.log.info("triangulate: %d cameras, %d frames, up to %d detections per camera",
-                 len(data.rig), data.keypoints.shape[1], data.keypoints.shape[2])
-    result = reconstruct_in_tasks(data.rig, data.keypoints, skeleton.flip_pairs, skeleton.bones,
-                                  options_from_params(params), params.task_frames, ctx.map)
-    n_people = result.joints.shape[1]
-    if n_people == 0:
-        ctx.log.warning("triangulate: no person was seen by two cameras; pose3d holds no people")
-    write_pose3d(
-        ctx.path("pose3d"), result.joints, result.reprojection_error_px, result.views_used, data.frame_index,
-        skeleton=skeleton.name, joint_names=list(skeleton.joint_names), cameras=data.rig.names,
-        settings=dataclasses.asdict(params),
-        stats={"swaps_corrected": result.swaps_corrected,
-               "detections_associated": round(result.detections_associated, 4),
-               "synchronized": sync is not None},
-        timestamp_s=timestamp_s,
-    )
-    ctx.log.info("triangulate: %d people, %d swaps corrected", n_people, result.swaps_corrected)
+    pose3d = ctx.path("pose3d")
+    with open_pose2d(ctx.require(POSE2D), rig, rig_path, skeleton.num_joints, log=ctx.log, sync=sync) as source, \
+            BlockStore(pose3d / SCRATCH) as store:
+        timestamp_s = source.timestamp_s if source.timestamp_s is not None else source.frame_index / params.fps
+        ctx.log.info("triangulate: %d cameras, %d frames, up to %d detections per camera",
+                     len(source.rig), source.frames, source.people)
+        result = reconstruct_take(source.rig, source, skeleton.flip_pairs, skeleton.bones,
+                                  options_from_params(params), store, params.task_frames, ctx.map)
+        if result.n_tracks == 0:
+            ctx.log.warning("triangulate: no person was seen by two cameras; pose3d holds no people")
+        write_pose3d_blocks(
+            pose3d, result.joints_blocks(), result.error_blocks(), result.views_blocks(), source.frame_index,
+            n_people=result.n_tracks, n_joints=skeleton.num_joints, skeleton=skeleton.name,
+            joint_names=list(skeleton.joint_names), cameras=source.rig.names, settings=dataclasses.asdict(params),
+            stats={"swaps_corrected": result.swaps_corrected,
+                   "detections_associated": round(result.detections_associated, 4),
+                   "synchronized": sync is not None},
+            timestamp_s=timestamp_s,
+        )
+    ctx.log.info("triangulate: %d people, %d swaps corrected", result.n_tracks, result.swaps_corrected)
 
 
 STAGE = Stage(
     name="triangulate",
-    version="4",
+    version="5",
     params_type=TriangulateParams,
     inputs=static_paths(RIG, POSE2D),
     optional_inputs=static_paths(SYNC),  # used when present or made by the sync stage

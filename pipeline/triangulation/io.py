@@ -1,213 +1,133 @@
-"""Reading the triangulate stage's inputs (rig + pose2d) and writing its outputs (pose3d).
+"""Writing the triangulate stage's outputs: ``pose3d/skeletons.npz`` and ``pose3d/pose3d.yaml``.
 
-Input problems become one-line :class:`~pipeline.errors.PosecapError` messages (which file, what
-is wrong, what to do), or warnings when the data is still usable (a camera without keypoints, a
-camera whose keypoints are all missing, while at least two cameras remain).
-
-With a ``sync.yaml`` (:class:`~pipeline.sync.io.SyncTable`), cameras may have different frame
-counts and rates: each is interpolated onto the reference timeline
-(:mod:`pipeline.triangulation.timeline`) instead of having to share its frames.
+Its inputs are read by :mod:`pipeline.triangulation.source` (block by block).
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import write_npz, write_yaml
-from pipeline.errors import ArtifactError, PosecapError
-from pipeline.geometry.rig import Rig
-from pipeline.pose2d.io import read_pose2d_arrays
-from pipeline.triangulation.timeline import frame_times, resample_camera
-
-if TYPE_CHECKING:
-    from pipeline.sync.io import SyncTable
+from pipeline.artifacts import StreamedArray, write_npz_streamed, write_yaml
 
 POSE3D_SCHEMA = "pose3d@1"
 
 
-@dataclass(frozen=True)
-class Pose2DInput:
-    """Keypoints of the cameras that have them, aligned with a rig of those cameras.
+class _PeopleStats:
+    """Per-person summaries of pose3d.yaml, accumulated over blocks of frames."""
 
-    Attributes:
-        rig: the rig restricted to the usable cameras, in rig order.
-        keypoints: (C, T, P, J, 3) float32 (float64 after resampling) ``[x, y, score]``; P is the largest slot count.
-        frame_index: (T,) int frame numbers (of the reference clock when synchronized).
-        timestamp_s: (T,) reference-clock times, seconds; None when not synchronized (the caller
-            then uses ``frame_index / fps``).
-    """
+    def __init__(self, n_people: int) -> None:
+        self.visible = np.zeros(n_people, np.int64)
+        self.first = np.full(n_people, -1, np.int64)
+        self.last = np.full(n_people, -1, np.int64)
+        self.err_sum = np.zeros(n_people)
+        self.err_n = np.zeros(n_people, np.int64)
+        self.views_sum = np.zeros(n_people)
+        self.views_n = np.zeros(n_people, np.int64)
 
-    rig: Rig
-    keypoints: np.ndarray
-    frame_index: np.ndarray
-    timestamp_s: np.ndarray | None = None
+    def add_joints(self, joints: np.ndarray, frame_index: np.ndarray) -> None:
+        """joints (t, P, J, 3) of frames ``frame_index`` (t,)."""
+        if len(joints) == 0:
+            return
+        seen = np.isfinite(joints).all(-1).any(-1)  # (t, P)
+        self.visible += seen.sum(0)
+        any_seen = seen.any(0)
+        first = frame_index[np.argmax(seen, axis=0)]
+        last = frame_index[len(seen) - 1 - np.argmax(seen[::-1], axis=0)]
+        self.first = np.where((self.first < 0) & any_seen, first, self.first)
+        self.last = np.where(any_seen, last, self.last)
 
+    def add_errors(self, err: np.ndarray) -> None:
+        """err (t, P, J) px, NaN = none."""
+        ok = np.isfinite(err)
+        self.err_sum += np.where(ok, err, 0.0).sum(axis=(0, 2))
+        self.err_n += ok.sum(axis=(0, 2))
 
-def load_pose2d(pose2d_dir: Path, rig: Rig, rig_path: Path, n_joints: int,
-                log: logging.Logger | None = None, sync: SyncTable | None = None) -> Pose2DInput:
-    """Read ``pose2d/<cam>.npz`` for the cameras of ``rig`` and check them against each other.
+    def add_views(self, views: np.ndarray) -> None:
+        """views (t, P, J), 0 = not triangulated."""
+        self.views_sum += views.sum(axis=(0, 2), dtype=np.float64)
+        self.views_n += (views > 0).sum(axis=(0, 2))
 
-    With ``sync`` every camera is resampled onto the reference timeline first (see
-    :func:`_synchronize`), so frame counts and frame indices may differ between cameras.
+    def people(self) -> list[dict[str, Any]]:
+        def mean(total: float, n: int) -> float | None:
+            return round(float(total / n), 3) if n else None
 
-    Raises:
-        PosecapError: no keypoint files, a file for a camera the rig lacks, a joint count other
-            than ``n_joints``, frame counts or frame indices that differ between cameras, or
-            fewer than two usable cameras.
-    """
-    log = log or logging.getLogger("posecap")
-    files = sorted(pose2d_dir.glob("*.npz")) if pose2d_dir.is_dir() else []
-    if not files:
-        raise ArtifactError(f"{pose2d_dir}: no keypoint files (<cam>.npz); run the pose2d stage first")
-    names = [f.stem for f in files]
-    unknown = [n for n in names if n not in rig.names]
-    if unknown:
-        raise PosecapError(
-            f"{pose2d_dir}: keypoints for camera(s) {', '.join(unknown)} not in {rig_path} "
-            f"(rig cameras: {', '.join(rig.names)}); rename the files or recalibrate the rig"
-        )
-    missing = [n for n in rig.names if n not in names]
-    if missing:
-        log.warning("triangulate: no keypoints for camera(s) %s in %s; using the others", ", ".join(missing),
-                    pose2d_dir)
-    arrays: dict[str, dict[str, np.ndarray]] = {}
-    for name in [n for n in rig.names if n in names]:
-        arrays[name] = read_pose2d_arrays(pose2d_dir / f"{name}.npz", n_joints)
-    timestamp_s = None
-    if sync is not None:
-        arrays, timestamp_s = _synchronize(arrays, sync, pose2d_dir, log)
-    first = next(iter(arrays))
-    T = arrays[first]["keypoints"].shape[0]
-    for name, arr in arrays.items():
-        t_here = arr["keypoints"].shape[0]
-        if t_here != T:
-            raise PosecapError(
-                f"{pose2d_dir}: {name}.npz has {t_here} frames but {first}.npz has {T}; "
-                "every camera's keypoints must cover the same frames (re-run pose2d on synchronized streams)"
-            )
-        if not np.array_equal(arr["frame_index"], arrays[first]["frame_index"]):
-            raise PosecapError(
-                f"{pose2d_dir}: {name}.npz frame_index differs from {first}.npz; "
-                "every camera's keypoints must cover the same frames"
-            )
-    usable = []
-    for name, arr in arrays.items():
-        kp = arr["keypoints"]
-        if not np.isfinite(kp[..., :2]).any():
-            log.warning("triangulate: %s/%s.npz has no observed keypoint; ignoring camera %s",
-                        pose2d_dir, name, name)
-            continue
-        usable.append(name)
-    if len(usable) < 2:
-        raise PosecapError(
-            f"{pose2d_dir}: only {len(usable)} camera(s) with keypoints ({', '.join(usable) or 'none'}); "
-            "triangulation needs at least 2"
-        )
-    P = max(arrays[n]["keypoints"].shape[1] for n in usable)
-    # the files' float32 stays float32 (resampled keypoints may be float64): half the memory of a
-    # float64 copy, and triangulation converts each block of frames to float64 as it goes
-    dtype = np.result_type(np.float32, *(arrays[n]["keypoints"].dtype for n in usable))
-    kp = np.full((len(usable), T, P, n_joints, 3), np.nan, dtype=dtype)
-    kp[..., 2] = 0.0
-    for c, name in enumerate(usable):
-        k = arrays[name]["keypoints"]
-        kp[c, :, : k.shape[1]] = k
-    frame_index = arrays[first]["frame_index"].astype(np.int64)
-    return Pose2DInput(rig=rig.subset(usable), keypoints=kp, frame_index=frame_index, timestamp_s=timestamp_s)
+        return [{
+            "id": p,
+            "frames_visible": int(self.visible[p]),
+            "first_frame": int(self.first[p]) if self.visible[p] else None,
+            "last_frame": int(self.last[p]) if self.visible[p] else None,
+            "mean_reprojection_error_px": mean(self.err_sum[p], self.err_n[p]),
+            "mean_views_used": mean(self.views_sum[p], self.views_n[p]),
+        } for p in range(len(self.visible))]
+
+    def mean_error(self) -> float | None:
+        n = int(self.err_n.sum())
+        return round(float(self.err_sum.sum() / n), 3) if n else None
 
 
-def _synchronize(arrays: dict[str, dict[str, np.ndarray]], sync: SyncTable, pose2d_dir: Path,
-                 log: logging.Logger) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray]:
-    """Resample every camera onto the reference timeline of ``sync``.
-
-    The timeline is the frames of the reference clock's first camera with keypoints (so its
-    cameras are passed through unchanged); without one, frames ``k / reference_fps`` covering
-    every camera's span. A camera missing from ``sync.yaml`` is taken to be on the reference clock.
-
-    Returns:
-        (camera -> {keypoints, frame_index} on the timeline, (T,) timeline times in seconds).
-    """
-    from pipeline.sync.io import CameraTiming
-
-    timing: dict[str, CameraTiming] = {}
-    for name in arrays:
-        if name not in sync.cameras:
-            log.warning("triangulate: camera %s is not in sync.yaml; assuming it is on the reference clock "
-                        "(%s, %g fps)", name, sync.reference, sync.reference_fps)
-        timing[name] = sync.cameras.get(name, CameraTiming(sync.reference, sync.reference_fps))
-    ref = next((n for n in arrays if timing[n].clock == sync.reference), None)
-    if ref is not None:
-        t = timing[ref]
-        frame_index = arrays[ref]["frame_index"].astype(np.int64)
-        times = frame_times(frame_index, t.fps, t.offset_s, t.rate)
-    else:
-        spans = [frame_times(a["frame_index"][[0, -1]], timing[n].fps, timing[n].offset_s, timing[n].rate)
-                 for n, a in arrays.items() if a["frame_index"].size]
-        lo = int(np.ceil(min(s[0] for s in spans) * sync.reference_fps - 1e-9))
-        hi = int(np.floor(max(s[1] for s in spans) * sync.reference_fps + 1e-9))
-        frame_index = np.arange(lo, hi + 1, dtype=np.int64)
-        times = frame_index / sync.reference_fps
-    out = {}
-    for name, arr in arrays.items():
-        t = timing[name]
-        if arr["frame_index"].size != arr["keypoints"].shape[0] or np.any(np.diff(arr["frame_index"]) <= 0):
-            raise PosecapError(f"{pose2d_dir}/{name}.npz: frame_index must increase, one per keypoint frame")
-        kp = resample_camera(arr["keypoints"], arr["frame_index"], t.fps, times, t.offset_s, t.rate)
-        covered = np.isfinite(kp[..., :2]).any(axis=(1, 2, 3)).mean() if len(times) else 0.0
-        log.info("triangulate: %s: offset %.4f s, rate %.6f, %g fps -> reference timeline (%.0f %% of frames "
-                 "covered)", name, t.offset_s, t.rate, t.fps, 100 * covered)
-        out[name] = {"keypoints": kp, "frame_index": frame_index}
-    return out, times
+def _tapped(blocks: Iterable[np.ndarray], dtype: type, tap: Callable[[np.ndarray, int], None]) -> Iterator[np.ndarray]:
+    """Each block cast to ``dtype`` after ``tap(block, first_row)`` has seen it in full precision."""
+    row = 0
+    for block in blocks:
+        tap(block, row)
+        row += len(block)
+        yield block.astype(dtype)
 
 
 def write_pose3d(out_dir: Path, joints: np.ndarray, reprojection_error_px: np.ndarray, views_used: np.ndarray,
                  frame_index: np.ndarray, *, skeleton: str, joint_names: list[str], cameras: list[str],
                  settings: dict[str, Any], stats: dict[str, Any], timestamp_s: np.ndarray | None = None) -> None:
-    """Write ``pose3d/skeletons.npz`` and ``pose3d/pose3d.yaml`` (schema ``posecap/pose3d@1``).
+    """Write ``pose3d/skeletons.npz`` and ``pose3d/pose3d.yaml`` (schema ``posecap/pose3d@1``) from whole arrays.
 
-    ``timestamp_s`` (T,), the time of each frame in seconds (reference clock), is stored beside
-    ``frame_index`` when given.
+    ``joints`` (T, P, J, 3) metres; ``reprojection_error_px`` (T, P, J); ``views_used`` (T, P, J);
+    ``frame_index`` (T,); ``timestamp_s`` (T,) seconds or None. See :func:`write_pose3d_blocks`.
+    """
+    write_pose3d_blocks(out_dir, [joints], [reprojection_error_px], [views_used], frame_index,
+                        n_people=joints.shape[1], n_joints=joints.shape[2], skeleton=skeleton,
+                        joint_names=joint_names, cameras=cameras, settings=settings, stats=stats,
+                        timestamp_s=timestamp_s)
+
+
+def write_pose3d_blocks(out_dir: Path, joints: Iterable[np.ndarray], reprojection_error_px: Iterable[np.ndarray],
+                        views_used: Iterable[np.ndarray], frame_index: np.ndarray, *, n_people: int, n_joints: int,
+                        skeleton: str, joint_names: list[str], cameras: list[str], settings: dict[str, Any],
+                        stats: dict[str, Any], timestamp_s: np.ndarray | None = None) -> None:
+    """Write ``pose3d/skeletons.npz`` and ``pose3d/pose3d.yaml`` from blocks of frames, one block in memory at a time.
+
+    ``joints`` yields (t_i, P, J, 3) metres, ``reprojection_error_px`` (t_i, P, J) px and
+    ``views_used`` (t_i, P, J), each covering the T frames of ``frame_index`` (T,) in order (each
+    iterable is read once, in that order). ``timestamp_s`` (T,), the time of each frame in seconds
+    (reference clock), is stored beside ``frame_index`` when given.
 
     The YAML lists, per person slot, the frames where any joint is known, the first and last such
     frame, and the mean reprojection error; plus the cameras, joint names and the settings used.
     """
-    T, P, J, _ = joints.shape
-    write_npz(
-        out_dir / "skeletons.npz",
-        joints=joints.astype(np.float32),
-        reprojection_error_px=reprojection_error_px.astype(np.float32),
-        views_used=views_used.astype(np.int16),
-        frame_index=frame_index.astype(np.int64),
-        **({} if timestamp_s is None else {"timestamp_s": np.asarray(timestamp_s, dtype=np.float64)}),
-    )
-    people = []
-    for p in range(P):
-        frames = np.flatnonzero(np.isfinite(joints[:, p]).all(-1).any(-1))
-        err = reprojection_error_px[:, p]
-        err = err[np.isfinite(err)]
-        views = views_used[:, p][views_used[:, p] > 0]
-        people.append({
-            "id": p,
-            "frames_visible": int(frames.size),
-            "first_frame": int(frame_index[frames[0]]) if frames.size else None,
-            "last_frame": int(frame_index[frames[-1]]) if frames.size else None,
-            "mean_reprojection_error_px": round(float(err.mean()), 3) if err.size else None,
-            "mean_views_used": round(float(views.mean()), 3) if views.size else None,
-        })
-    all_err = reprojection_error_px[np.isfinite(reprojection_error_px)]
+    frame_index = np.asarray(frame_index, dtype=np.int64)
+    T, P, J = len(frame_index), n_people, n_joints
+    acc = _PeopleStats(P)
+    arrays: dict[str, StreamedArray] = {
+        "joints": ((T, P, J, 3), np.float32,
+                   _tapped(joints, np.float32, lambda b, r: acc.add_joints(b, frame_index[r:r + len(b)]))),
+        "reprojection_error_px": ((T, P, J), np.float32,
+                                  _tapped(reprojection_error_px, np.float32, lambda b, r: acc.add_errors(b))),
+        "views_used": ((T, P, J), np.int16, _tapped(views_used, np.int16, lambda b, r: acc.add_views(b))),
+        "frame_index": ((T,), np.int64, [frame_index]),
+    }
+    if timestamp_s is not None:
+        arrays["timestamp_s"] = ((T,), np.float64, [np.asarray(timestamp_s, dtype=np.float64)])
+    write_npz_streamed(out_dir / "skeletons.npz", arrays)
     write_yaml(out_dir / "pose3d.yaml", {
         "units": "m",
         "skeleton": skeleton,
         "joint_names": list(joint_names),
         "cameras": list(cameras),
         "frames": int(T),
-        "people": people,
-        "mean_reprojection_error_px": round(float(all_err.mean()), 3) if all_err.size else None,
+        "people": acc.people(),
+        "mean_reprojection_error_px": acc.mean_error(),
         "stats": stats,
         "settings": settings,
     }, POSE3D_SCHEMA)

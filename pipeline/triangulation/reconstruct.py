@@ -8,12 +8,13 @@ associated person: swap correction + consensus outlier rejection (or plain weigh
 6. fill short gaps; 7. optional Butterworth or one-euro filter.
 
 Steps 1-3 (:func:`frame_work`) look at one frame at a time and run in fixed blocks of frames;
-steps 4-7 (:func:`finish`) run over the whole take, so identities carry across any split.
+steps 4-7 carry over from block to block (:mod:`pipeline.triangulation.take`), so identities
+carry across any split and memory can stay bounded on long takes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -21,11 +22,11 @@ import numpy as np
 
 from pipeline.geometry.rig import Rig
 from pipeline.geometry.robust import RobustOptions, robust_triangulate
-from pipeline.geometry.triangulate import reprojection_errors, triangulate
+from pipeline.geometry.triangulate import triangulate
 from pipeline.triangulation.association import AssociationOptions, associate, gather
-from pipeline.triangulation.filters import butterworth, fill_gaps, one_euro
-from pipeline.triangulation.refine import RefineOptions, TrackObservations, refine_tracks
-from pipeline.triangulation.tracking import TrackingOptions, track
+from pipeline.triangulation.blocks import BlockStore
+from pipeline.triangulation.refine import RefineOptions
+from pipeline.triangulation.tracking import TrackingOptions
 
 # Frames associated and triangulated together. Results depend on this grid (consensus sampling
 # draws per block), never on how the blocks are spread over workers; chunks are whole blocks.
@@ -84,17 +85,6 @@ class Reconstruction:
     detections_associated: float
 
 
-def _scatter(values: np.ndarray, track_of: np.ndarray, n_tracks: int, fill: float,
-             camera_first: bool = False) -> np.ndarray:
-    """Move per-frame slots (T, K, ...) into track slots (T, P, ...); (C, T, K, ...) if ``camera_first``."""
-    v = np.moveaxis(values, 0, 2) if camera_first else values
-    T = track_of.shape[0]
-    out = np.full((T, n_tracks) + v.shape[2:], fill, dtype=np.result_type(v.dtype, np.asarray(fill).dtype))
-    t_idx, k_idx = np.nonzero(track_of >= 0)
-    out[t_idx, track_of[t_idx, k_idx]] = v[t_idx, k_idx]
-    return np.moveaxis(out, 2, 0) if camera_first else out
-
-
 @dataclass(frozen=True)
 class FrameWork:
     """The per-frame half of :func:`reconstruct` for a range of frames (association + triangulation).
@@ -151,113 +141,13 @@ def frame_work(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int, 
                      swaps, n_det)
 
 
-def _pad_slots(a: np.ndarray, axis: int, size: int, fill: float | bool | int) -> np.ndarray:
-    extra = size - a.shape[axis]
-    if extra == 0:
-        return a
-    shape = list(a.shape)
-    shape[axis] = extra
-    return np.concatenate([a, np.full(shape, fill, dtype=a.dtype)], axis=axis)
-
-
-def concat_frame_work(parts: Sequence[FrameWork]) -> FrameWork:
-    """Consecutive frame ranges -> one range; person slots padded with empty ones to the largest count."""
-    K = max(p.members.shape[1] for p in parts)
-    return FrameWork(
-        members=np.concatenate([_pad_slots(p.members, 1, K, -1) for p in parts]),
-        points=np.concatenate([_pad_slots(p.points, 1, K, np.nan) for p in parts]),
-        inliers=np.concatenate([_pad_slots(p.inliers, 2, K, False) for p in parts], axis=1),
-        uv=np.concatenate([_pad_slots(p.uv, 2, K, np.nan) for p in parts], axis=1),
-        weights=np.concatenate([_pad_slots(p.weights, 2, K, 0.0) for p in parts], axis=1),
-        swaps_corrected=sum(p.swaps_corrected for p in parts),
-        detections=sum(p.detections for p in parts),
-    )
-
-
-def _slot_statistics(rig: Rig, joints: np.ndarray, track_of: np.ndarray, uv: np.ndarray,
-                     weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Views used and mean reprojection error (px) of every slot's joint, (T, K, J) each.
-
-    ``joints`` (T, P, J, 3) per track; ``track_of`` (T, K) the track of each slot (-1 = none); ``uv``
-    (C, T, K, J, 2) and ``weights`` (C, T, K, J) the slot observations (weight 0 = not used).
-    Computed in blocks of :data:`FRAME_BLOCK` frames, so the temporaries do not grow with the take.
-    """
-    T, K = track_of.shape
-    J = uv.shape[3]
-    views_slot = np.zeros((T, K, J), np.int64)
-    err_slot = np.full((T, K, J), np.nan)
-    for t0 in range(0, T, FRAME_BLOCK):
-        sl = slice(t0, t0 + FRAME_BLOCK)
-        tr = track_of[sl]
-        t_idx, k_idx = np.nonzero(tr >= 0)
-        slot_joints = np.full((*tr.shape, J, 3), np.nan)
-        slot_joints[t_idx, k_idx] = joints[sl][t_idx, tr[t_idx, k_idx]]
-        used = (weights[:, sl] > 0) & np.isfinite(slot_joints).all(-1)[None]  # (C, t, K, J)
-        err = reprojection_errors(rig, slot_joints, uv[:, sl])
-        views = used.sum(0)
-        views_slot[sl] = views
-        with np.errstate(invalid="ignore", divide="ignore"):
-            err_slot[sl] = np.where(used, err, 0.0).sum(0) / np.where(views > 0, views, np.nan)
-    return views_slot, err_slot
-
-
-RefineFn = Callable[[Rig, np.ndarray, TrackObservations, Sequence[tuple[int, int]], RefineOptions], np.ndarray]
-
-
-def finish(rig: Rig, work: FrameWork, bones: Sequence[tuple[int, int]], options: ReconstructOptions,
-           show_progress: bool = False, refine_fn: RefineFn | None = None) -> Reconstruction:
-    """The whole-take half of :func:`reconstruct`: tracking, refinement, gap filling, filtering.
-
-    Args:
-        work: every frame's :class:`FrameWork`, in order.
-        refine_fn: replaces :func:`~pipeline.triangulation.refine.refine_tracks` (same arguments and
-            result), e.g. to solve its chunks in parallel; None = ``refine_tracks``.
-    """
-    points, members = work.points, work.members
-    T, K = members.shape[:2]
-    # A person needs some triangulated joints to exist in a frame.
-    track_of = track(points, options.tracking) if K else np.zeros((T, 0), dtype=np.int64)
-    n_tracks = int(track_of.max()) + 1 if track_of.size and track_of.max() >= 0 else 0
-
-    joints = _scatter(points, track_of, n_tracks, np.nan)
-    # observations stay in per-frame slots: a dense (C, T, P, J, 2) copy grows with frames x tracks
-    obs = TrackObservations(work.uv, np.where(work.inliers, work.weights, 0.0), track_of, n_tracks)
-
-    if options.refine is not None and n_tracks:
-        if refine_fn is None:
-            joints = refine_tracks(rig, joints, obs, bones, options.refine, show_progress=show_progress)
-        else:
-            joints = refine_fn(rig, joints, obs, bones, options.refine)
-
-    views_slot, err_slot = _slot_statistics(rig, joints, track_of, work.uv, obs.weights)
-    views = _scatter(views_slot, track_of, n_tracks, 0)
-    mean_err = _scatter(err_slot, track_of, n_tracks, np.nan)
-
-    joints = fill_gaps(joints, options.gap_max_frames)
-    if options.filter == "butterworth":
-        joints = butterworth(joints, options.fps, options.butterworth_cutoff_hz, options.butterworth_order)
-    elif options.filter == "one_euro":
-        joints = one_euro(joints, options.fps, options.one_euro_min_cutoff_hz, options.one_euro_beta)
-
-    kept = (members >= 0) & (track_of >= 0)[..., None]
-    frac = float(kept.sum() / work.detections) if work.detections else 0.0
-    return Reconstruction(
-        joints=joints,
-        reprojection_error_px=mean_err,
-        views_used=views.astype(np.int16),
-        swaps_corrected=work.swaps_corrected,
-        detections_associated=frac,
-    )
-
-
 def reconstruct(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int, int]],
-                bones: Sequence[tuple[int, int]], options: ReconstructOptions,
-                show_progress: bool = False) -> Reconstruction:
+                bones: Sequence[tuple[int, int]], options: ReconstructOptions) -> Reconstruction:
     """Triangulate and track every person.
 
-    The per-frame work runs in blocks of :data:`FRAME_BLOCK` frames, so the result is the same
-    whether the blocks are computed here one after the other or spread over workers
-    (:mod:`pipeline.triangulation.chunks`).
+    The take is worked on in blocks of :data:`FRAME_BLOCK` frames
+    (:func:`~pipeline.triangulation.take.reconstruct_take`, here with the blocks in memory), so
+    the result is the same whether the blocks are computed here or spread over workers.
 
     Args:
         rig: C cameras, in the order of ``keypoints``' first axis.
@@ -267,10 +157,7 @@ def reconstruct(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int,
         bones: skeleton bones (refinement).
         options: see :class:`ReconstructOptions`.
     """
-    kp = np.asarray(keypoints)  # frame_work converts each block to float64: no whole-take float64 copy
-    T = kp.shape[1]
-    parts = [frame_work(rig, kp[:, t0:t0 + FRAME_BLOCK], flip_pairs, options, show_progress)
-             for t0 in range(0, max(T, 1), FRAME_BLOCK)]
-    work = concat_frame_work(parts)
-    del parts  # one copy of the per-frame arrays through the whole-take half
-    return finish(rig, work, bones, options, show_progress)
+    from pipeline.triangulation.take import reconstruct_take  # take.py builds on this module
+
+    with BlockStore() as store:
+        return reconstruct_take(rig, np.asarray(keypoints), flip_pairs, bones, options, store).to_reconstruction()

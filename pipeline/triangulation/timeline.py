@@ -141,6 +141,63 @@ def _gather(frames: np.ndarray, k: np.ndarray, slots: np.ndarray) -> np.ndarray:
     return out
 
 
+def _valid_positions(pos: np.ndarray, T: int) -> np.ndarray:
+    """(N,) bool: the positions (N,) inside ``[0, T - 1]`` of a T-frame source (NaN = outside)."""
+    return np.isfinite(pos) & (pos >= 0) & (pos <= T - 1)
+
+
+def _brackets(p: np.ndarray, T: int) -> tuple[np.ndarray, np.ndarray]:
+    """Valid positions p (n,) in a source of T >= 2 frames -> (k (n,) int64, a (n,)).
+
+    p lies between frames k and k + 1 (k = floor(p), at most T - 2) and a = p - k in [0, 1].
+    """
+    k = np.clip(np.floor(p).astype(np.int64), 0, T - 2)
+    return k, p - k
+
+
+def source_window(positions: np.ndarray, T: int) -> tuple[int, int]:
+    """The source frames ``[lo, hi)`` that :func:`resample_keypoints` reads for ``positions`` (N,) in a T-frame source.
+
+    Each valid position p uses frames k and k + 1 only (k = floor(p), at most T - 2; matching
+    pairs neighbouring frames only), so ``resample_keypoints(keypoints[lo:hi], positions - lo)``
+    equals ``resample_keypoints(keypoints, positions)`` exactly. ``(0, 0)`` when no position is valid.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    valid = _valid_positions(pos, T)
+    if not valid.any():
+        return 0, 0
+    if T == 1:
+        return 0, 1
+    k, _ = _brackets(pos[valid], T)
+    return int(k.min()), int(k.max()) + 2
+
+
+def resampled_coverage(observed: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Which rows of :func:`resample_keypoints` at ``positions`` hold any joint, without resampling.
+
+    Args:
+        observed: (T,) bool, source frame t has a joint with finite x and y.
+        positions: (N,) fractional source positions (NaN = outside).
+
+    Returns:
+        (N,) bool: row n of ``resample_keypoints(keypoints, positions)`` has a finite joint. A row
+        takes every detection of its nearer frame (k when p - k < 0.5, else k + 1), interpolated
+        where the other frame has the joint too, so it is covered exactly when that frame is.
+    """
+    obs = np.asarray(observed, dtype=bool)
+    pos = np.asarray(positions, dtype=np.float64)
+    out = np.zeros(pos.shape, dtype=bool)
+    valid = _valid_positions(pos, obs.size)
+    if not valid.any():
+        return out
+    if obs.size == 1:
+        out[valid] = obs[0]
+        return out
+    k, a = _brackets(pos[valid], obs.size)
+    out[valid] = obs[k + (a >= 0.5)]
+    return out
+
+
 def resample_keypoints(keypoints: np.ndarray, positions: np.ndarray, max_match_px: float = 100.0,
                        matches: np.ndarray | None = None) -> np.ndarray:
     """Interpolate one camera's keypoints at fractional array positions (see the module doc).
@@ -165,7 +222,7 @@ def resample_keypoints(keypoints: np.ndarray, positions: np.ndarray, max_match_p
     N = pos.size
     out = np.full((N, P, J, 3), np.nan)
     out[..., 2] = 0.0
-    valid = np.isfinite(pos) & (pos >= 0) & (pos <= T - 1)
+    valid = _valid_positions(pos, T)
     if not valid.any() or P == 0:
         return out
     if T == 1:
@@ -173,9 +230,8 @@ def resample_keypoints(keypoints: np.ndarray, positions: np.ndarray, max_match_p
         return _clean(out)
     kp = kp.copy()
     kp[~np.isfinite(kp[..., :2]).all(-1)] = np.nan
-    p = pos[valid]
-    k = np.clip(np.floor(p).astype(np.int64), 0, T - 2)
-    a = (p - k)[:, None, None]  # (n, 1, 1)
+    k, frac = _brackets(pos[valid], T)
+    a = frac[:, None, None]  # (n, 1, 1)
     if matches is None:
         matches = match_neighbours(kp, max_match_px)
     elif matches.shape != (T - 1, P):

@@ -52,6 +52,84 @@ def _median_joint_distance(a: np.ndarray, b: np.ndarray, min_common: int = 3) ->
     return np.where(n >= min_common, med, np.inf)
 
 
+class Tracker:
+    """:func:`track` fed block by block: the state carries over, so any split gives the same tracks.
+
+    Call :meth:`step` with consecutive blocks of frames, then :meth:`remap` once to turn the raw
+    track numbers it returned into the final ones (short tracks dropped, the rest numbered by first
+    appearance). Memory grows with the number of tracks, not with the frames.
+    """
+
+    def __init__(self, options: TrackingOptions) -> None:
+        self.options = options
+        self.t = 0  # frames seen so far
+        self.last_pos: list[np.ndarray] = []
+        self.velocity: list[np.ndarray] = []
+        self.last_t: list[int] = []
+        self.first_t: list[int] = []
+        self.length: list[int] = []
+        self.alive: list[int] = []
+
+    def step(self, points: np.ndarray) -> np.ndarray:
+        """Assign the people of the next ``points`` (t, K, J, 3) frames (metres; an all-NaN slot is empty).
+
+        Returns:
+            (t, K) int raw track number of each slot (-1 = empty); pass through :meth:`remap`.
+        """
+        opt = self.options
+        n_frames, K, J, _ = points.shape
+        present = np.isfinite(points).all(-1).sum(-1) >= 3  # (t, K)
+        raw = np.full((n_frames, K), -1, dtype=np.int64)
+        alpha = float(opt.velocity_smoothing)
+        last_pos, velocity, last_t = self.last_pos, self.velocity, self.last_t
+        for i in range(n_frames):
+            t = self.t + i
+            dets = np.flatnonzero(present[i])
+            self.alive = alive = [a for a in self.alive if t - last_t[a] <= opt.max_gap_frames + 1]
+            matched_dets: set[int] = set()
+            if alive and dets.size:
+                dt = np.array([t - last_t[a] for a in alive], dtype=np.float64)
+                pred = np.stack([last_pos[a] + velocity[a] * min(d, 5.0) for a, d in zip(alive, dt)])
+                cost = _median_joint_distance(pred, points[i, dets])
+                gate = opt.max_distance_m + opt.gap_allowance_m * (dt - 1.0)
+                cost = np.where(cost < gate[:, None], cost, np.inf)
+                rows, cols = linear_sum_assignment(np.where(np.isfinite(cost), cost, 1e6))
+                for r, c in zip(rows, cols):
+                    if not np.isfinite(cost[r, c]):
+                        continue
+                    a, k = alive[r], int(dets[c])
+                    new = points[i, k]
+                    step = (new - last_pos[a]) / dt[r]
+                    step = np.where(np.isfinite(step), step, velocity[a])
+                    velocity[a] = alpha * velocity[a] + (1.0 - alpha) * step
+                    last_pos[a] = np.where(np.isfinite(new), new, last_pos[a] + velocity[a] * dt[r])
+                    last_t[a] = t
+                    self.length[a] += 1
+                    raw[i, k] = a
+                    matched_dets.add(k)
+            for k in dets.tolist():
+                if k in matched_dets:
+                    continue
+                last_pos.append(points[i, k].copy())
+                velocity.append(np.zeros((J, 3)))
+                last_t.append(t)
+                self.first_t.append(t)
+                self.length.append(1)
+                alive.append(len(last_pos) - 1)
+                raw[i, k] = len(last_pos) - 1
+        self.t += n_frames
+        return raw
+
+    def remap(self) -> np.ndarray:
+        """(n_raw + 1,) final index of each raw track number, -1 = dropped; index with ``raw`` (``-1`` maps to -1)."""
+        length = np.asarray(self.length, dtype=np.int64)
+        keep = np.flatnonzero(length >= self.options.min_track_frames)
+        keep = keep[np.argsort(np.asarray(self.first_t, dtype=np.int64)[keep], kind="stable")]
+        remap = np.full(length.size + 1, -1, dtype=np.int64)  # the extra last entry: raw -1 stays -1
+        remap[keep] = np.arange(keep.size)
+        return remap
+
+
 def track(points: np.ndarray, options: TrackingOptions) -> np.ndarray:
     """Assign each per-frame person to a track.
 
@@ -63,51 +141,6 @@ def track(points: np.ndarray, options: TrackingOptions) -> np.ndarray:
         (T, K) int: track index of each slot, -1 for empty slots and dropped tracks. Track
         indices are 0..P-1, ordered by first appearance.
     """
-    T, K, J, _ = points.shape
-    present = np.isfinite(points).all(-1).sum(-1) >= 3  # (T, K)
-    track_of = np.full((T, K), -1, dtype=np.int64)
-    last_pos: list[np.ndarray] = []
-    velocity: list[np.ndarray] = []
-    last_t: list[int] = []
-    alive: list[int] = []
-    alpha = float(options.velocity_smoothing)
-    for t in range(T):
-        dets = np.flatnonzero(present[t])
-        alive = [i for i in alive if t - last_t[i] <= options.max_gap_frames + 1]
-        matched_dets: set[int] = set()
-        if alive and dets.size:
-            dt = np.array([t - last_t[i] for i in alive], dtype=np.float64)
-            pred = np.stack([last_pos[i] + velocity[i] * min(d, 5.0) for i, d in zip(alive, dt)])
-            cost = _median_joint_distance(pred, points[t, dets])
-            gate = options.max_distance_m + options.gap_allowance_m * (dt - 1.0)
-            cost = np.where(cost < gate[:, None], cost, np.inf)
-            finite = np.where(np.isfinite(cost), cost, 1e6)
-            rows, cols = linear_sum_assignment(finite)
-            for r, c in zip(rows, cols):
-                if not np.isfinite(cost[r, c]):
-                    continue
-                i, k = alive[r], int(dets[c])
-                new = points[t, k]
-                step = (new - last_pos[i]) / dt[r]
-                step = np.where(np.isfinite(step), step, velocity[i])
-                velocity[i] = alpha * velocity[i] + (1.0 - alpha) * step
-                last_pos[i] = np.where(np.isfinite(new), new, last_pos[i] + velocity[i] * dt[r])
-                last_t[i] = t
-                track_of[t, k] = i
-                matched_dets.add(k)
-        for k in dets.tolist():
-            if k in matched_dets:
-                continue
-            last_pos.append(points[t, k].copy())
-            velocity.append(np.zeros((J, 3)))
-            last_t.append(t)
-            alive.append(len(last_pos) - 1)
-            track_of[t, k] = len(last_pos) - 1
-    n_tracks = len(last_pos)
-    lengths = np.bincount(track_of[track_of >= 0], minlength=n_tracks) if n_tracks else np.zeros(0, int)
-    keep = np.flatnonzero(lengths >= options.min_track_frames)
-    first_seen = np.array([np.argmax((track_of == i).any(1)) for i in keep], dtype=np.int64)
-    keep = keep[np.argsort(first_seen, kind="stable")]
-    remap = np.full(max(n_tracks, 1), -1, dtype=np.int64)
-    remap[keep] = np.arange(keep.size)
-    return np.where(track_of >= 0, remap[np.clip(track_of, 0, None)], -1)
+    tracker = Tracker(options)
+    raw = tracker.step(points)
+    return tracker.remap()[raw]

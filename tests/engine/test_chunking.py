@@ -12,8 +12,9 @@ from pipeline.executors import InlineExecutor
 from pipeline.executors.local import LocalPoolExecutor
 from pipeline.skeleton import COCO17
 from pipeline.stage import StageContext
-from pipeline.triangulation.chunks import frame_ranges, reconstruct_in_tasks
+from pipeline.triangulation.chunks import reconstruct_in_tasks
 from pipeline.triangulation.reconstruct import FRAME_BLOCK, reconstruct
+from pipeline.triangulation.take import block_ranges, task_groups
 from stages.pose2d import STAGE as POSE2D
 from stages.pose2d import Pose2dParams
 from stages.triangulate import STAGE as TRIANGULATE
@@ -39,11 +40,13 @@ def long_take():
     return truth, kp
 
 
-def test_frame_ranges_are_whole_blocks():
-    assert frame_ranges(950, 0, 400) == [(0, 950)]
-    assert frame_ranges(950, 1000, 400) == [(0, 950)]
-    assert frame_ranges(950, 500, 400) == [(0, 400), (400, 800), (800, 950)]
-    assert frame_ranges(950, 100, 400) == [(0, 400), (400, 800), (800, 950)]
+def test_tasks_are_whole_blocks():
+    assert block_ranges(950) == [(0, 400), (400, 800), (800, 950)]
+    assert block_ranges(0) == [(0, 0)]
+    assert task_groups(3, 0) == [[0, 1, 2]]
+    assert task_groups(3, 1000) == [[0, 1], [2]]
+    assert task_groups(3, 500) == [[0], [1], [2]]
+    assert task_groups(3, 100) == [[0], [1], [2]]
 
 
 def test_chunked_triangulation_equals_one_process_with_identities(long_take):
@@ -86,6 +89,7 @@ def test_triangulate_stage_in_a_process_pool_is_byte_identical(long_take, tmp_pa
     with LocalPoolExecutor(2) as pool:
         split = _triangulate(tmp_path / "split", kp, FRAME_BLOCK, pool)
     assert one == split
+    assert sorted(p.name for p in (tmp_path / "split" / "pose3d").iterdir()) == ["pose3d.yaml", "skeletons.npz"]
     out = read_npz(tmp_path / "split" / "pose3d" / "skeletons.npz")
     assert out["joints"].shape == (T_LONG, 2, 17, 3)
 
