@@ -47,6 +47,8 @@ Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 
 # frames of context on each side of an output block for the temporal filter
 FILTER_HALO = 128
+# rows per piece of the dense output (rows x every track of the take)
+OUTPUT_ROWS = 50
 
 FRAME_ARRAYS = ("members", "points", "inliers", "uv", "weights")
 
@@ -269,22 +271,34 @@ class TakeResult:
         return block_ranges(self.frames)
 
     def _scattered(self, name: str, fill: float | int, dtype: type) -> Iterator[np.ndarray]:
-        every = np.arange(self.n_tracks)
         for index, (t0, t1) in enumerate(self.blocks):
             if t1 > t0:
                 arrays = self.store.get("refined", index, ("track_of", name))
-                yield _dense(arrays["track_of"], arrays[name], every, fill).astype(dtype, copy=False)
+                tracks = np.unique(arrays["track_of"][arrays["track_of"] >= 0])
+                yield from self._pieces(_dense(arrays["track_of"], arrays[name], tracks, fill), tracks, fill, dtype)
+
+    def _pieces(self, values: np.ndarray, tracks: np.ndarray, fill: float | int, dtype: type) -> Iterator[np.ndarray]:
+        """A block's values of its ``tracks`` (t, P', ...) as (<= OUTPUT_ROWS, P, ...) pieces over every track.
+
+        The output has one column per track of the whole take, so a block of it costs rows x P;
+        pieces of ``OUTPUT_ROWS`` rows keep that small when a weak detector makes many tracks.
+        """
+        for r0 in range(0, len(values), OUTPUT_ROWS):
+            part = values[r0:r0 + OUTPUT_ROWS]
+            out = np.full((len(part), self.n_tracks) + values.shape[2:], fill, dtype=dtype)
+            out[:, tracks] = part
+            yield out
 
     def error_blocks(self) -> Iterator[np.ndarray]:
-        """(t, P, J) mean reprojection error over the views used, px; NaN where not triangulated."""
+        """(t, P, J) pieces: mean reprojection error over the views used, px; NaN where not triangulated."""
         return self._scattered("error", np.nan, np.float64)
 
     def views_blocks(self) -> Iterator[np.ndarray]:
-        """(t, P, J) int16 inlier views (0 where not triangulated, e.g. gap-filled)."""
+        """(t, P, J) int16 pieces: inlier views (0 where not triangulated, e.g. gap-filled)."""
         return self._scattered("views", 0, np.int16)
 
     def joints_blocks(self) -> Iterator[np.ndarray]:
-        """(t, P, J, 3) metres, gap-filled and filtered; NaN where unknown."""
+        """(t, P, J, 3) pieces of consecutive frames: metres, gap-filled and filtered; NaN where unknown."""
         opt = self.options
         gap = max(0, opt.gap_max_frames)
         halo = FILTER_HALO if opt.filter != "none" else 0
@@ -304,8 +318,8 @@ class TakeResult:
             base = first * FRAME_BLOCK
             track_of = _concat_slots([cache[i]["track_of"] for i in range(first, last + 1)], -1)[lo - base:hi - base]
             points = _concat_slots([cache[i]["points"] for i in range(first, last + 1)], np.nan)[lo - base:hi - base]
-            out = np.full((t1 - t0, self.n_tracks, self.joints, 3), np.nan)
             tracks = np.unique(track_of[track_of >= 0])
+            centre = np.full((t1 - t0, tracks.size, self.joints, 3), np.nan)
             if tracks.size:
                 x = fill_gaps(_dense(track_of, points, tracks, np.nan), gap)
                 f0, f1 = max(lo, t0 - halo) - lo, min(hi, t1 + halo) - lo  # the filter's rows of the window
@@ -315,8 +329,8 @@ class TakeResult:
                 elif opt.filter == "one_euro":
                     x = one_euro(x, opt.fps, opt.one_euro_min_cutoff_hz, opt.one_euro_beta)
                 c0 = t0 - (lo + f0)
-                out[:, tracks] = x[c0:c0 + t1 - t0]
-            yield out
+                centre = x[c0:c0 + t1 - t0]
+            yield from self._pieces(centre, tracks, np.nan, np.float64)
 
     def to_reconstruction(self) -> Reconstruction:
         """Every block concatenated into the dense :class:`Reconstruction` (memory grows with the take)."""
