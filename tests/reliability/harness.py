@@ -189,24 +189,6 @@ def load_entry(session: Path, entry: str) -> Any:
     return _strip_timing(yaml.safe_load(path.read_text()))
 
 
-def nearly_equal(a: Any, b: Any, rtol: float = 1e-4, atol: float = 2e-5) -> bool:
-    """Same structure, same strings, integers and NaN pattern; floats within ``rtol`` / ``atol``."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(nearly_equal(a[k], b[k], rtol, atol) for k in a)
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(nearly_equal(x, y, rtol, atol) for x, y in zip(a, b))
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, (int, float)) and isinstance(b, (int, float)) and bool(
-            np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
-    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        if a.dtype != b.dtype or a.shape != b.shape:
-            return False
-        if a.dtype.kind != "f":
-            return bool(np.array_equal(a, b))
-        return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True))
-    return a == b
-
-
 def temp_leftovers(session: Path) -> list[str]:
     """Temporary files of the atomic writer (``.<name>.tmp-*``) still lying in ``session``."""
     return sorted(str(p.relative_to(session)) for p in session.rglob(".*.tmp-*"))
