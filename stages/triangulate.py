@@ -145,7 +145,8 @@ def run(ctx: StageContext) -> None:
         ctx.log.info("triangulate: %d cameras, %d frames, up to %d detections per camera",
                      len(source.rig), source.frames, source.people)
         result = reconstruct_take(source.rig, source, skeleton.flip_pairs, skeleton.bones,
-                                  options_from_params(params), store, params.task_frames, ctx.map)
+                                  options_from_params(params), store, params.task_frames, ctx.map,
+                                  show_progress=ctx.show_progress)
         if result.n_tracks == 0:
             ctx.log.warning("triangulate: no person was seen by two cameras; pose3d holds no people")
         write_pose3d_blocks(

@@ -214,23 +214,17 @@ class TrackObservations:
         sub = self.track_of[t0:t1]
         return np.unique(sub[sub >= 0])
 
-    def _local(self, t0: int, t1: int, tracks: np.ndarray) -> np.ndarray:
+    def local_index(self, t0: int, t1: int, tracks: np.ndarray) -> np.ndarray:
         """(t1 - t0, K) index of each slot's track within ``tracks`` (sorted), -1 for none or another track."""
         local = np.full(max(self.n_tracks, 1), -1, dtype=np.int64)
         local[tracks] = np.arange(len(tracks))
         sub = self.track_of[t0:t1]
         return np.where(sub >= 0, local[np.clip(sub, 0, None)], -1)
 
-    def window(self, t0: int, t1: int) -> tuple[TrackObservations, np.ndarray]:
-        """Frames [t0, t1) with their tracks renumbered 0..P'-1; returns (that, the P' global track indices)."""
-        tracks = self.tracks_in(t0, t1)
-        lt = self._local(t0, t1, tracks)
-        return TrackObservations(self.uv[:, t0:t1], self.weights[:, t0:t1], lt, len(tracks)), tracks
-
     def dense(self, t0: int, t1: int, tracks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(uv (C, t1 - t0, len(tracks), J, 2) NaN-filled, weights (C, t1 - t0, len(tracks), J)) of ``tracks``."""
         C, _, _, J, _ = self.uv.shape
-        lt = self._local(t0, t1, tracks)
+        lt = self.local_index(t0, t1, tracks)
         t_idx, k_idx = np.nonzero(lt >= 0)
         uv = np.full((C, t1 - t0, len(tracks), J, 2), np.nan)
         w = np.zeros((C, t1 - t0, len(tracks), J))
@@ -245,8 +239,8 @@ def refine_tracks(rig: Rig, points: np.ndarray, obs: TrackObservations, bones: S
     """:func:`refine` with the observations in slot form: memory grows with a chunk, not with the take.
 
     Each chunk of ``options.chunk_frames`` frames solves the tracks present in it (the others have
-    no variables there). A :meth:`TrackObservations.window` starting on a chunk boundary, with the
-    take's ``lengths`` of its tracks, gives the same result as the whole take. points: (T, P, J, 3);
+    no variables there); chunks are independent given the take's ``lengths``, so the triangulate
+    stage solves them one block at a time (:mod:`pipeline.triangulation.take`). points: (T, P, J, 3);
     lengths: (P, n_bones) bone lengths (None = measured on ``points``); returns a new array.
     """
     T = points.shape[0]

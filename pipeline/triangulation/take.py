@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 from pipeline.geometry.rig import Rig
 from pipeline.geometry.triangulate import reprojection_errors
@@ -100,6 +101,7 @@ class FrameTask:
     flip_pairs: tuple[tuple[int, int], ...]
     options: ReconstructOptions
     folder: Path | None
+    show_progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class FrameSummary:
 def run_frame_task(task: FrameTask) -> list[FrameSummary]:
     """Associate and triangulate each block of the task (see :func:`frame_work`)."""
     out = []
-    for index, t0, t1 in task.blocks:
+    for index, t0, t1 in tqdm(task.blocks, desc="triangulate", unit="block", disable=not task.show_progress):
         fw = frame_work(task.rig, task.source.read(t0, t1), task.flip_pairs, task.options)
         arrays = {name: getattr(fw, name) for name in FRAME_ARRAYS}
         if task.folder is not None:
@@ -169,6 +171,7 @@ class RefineTask:
     bones: tuple[tuple[int, int], ...]
     refine: RefineOptions | None
     lengths: np.ndarray  # (P, n_bones) the take's median bone lengths
+    show_progress: bool = False
 
 
 def refine_block(rig: Rig, frame: Arrays, track_of: np.ndarray, n_tracks: int, bones: Sequence[tuple[int, int]],
@@ -188,7 +191,7 @@ def refine_block(rig: Rig, frame: Arrays, track_of: np.ndarray, n_tracks: int, b
     slot_points[t_idx, k_idx] = frame["points"][t_idx, k_idx]
     tracks = obs.tracks_in(0, n_frames)
     if refine is not None and tracks.size:
-        local = obs._local(0, n_frames, tracks)
+        local = obs.local_index(0, n_frames, tracks)
         joints = np.full((n_frames, tracks.size, J, 3), np.nan)
         joints[t_idx, local[t_idx, k_idx]] = slot_points[t_idx, k_idx]
         uv_d, w_d = obs.dense(0, n_frames, tracks)
@@ -205,7 +208,8 @@ def refine_block(rig: Rig, frame: Arrays, track_of: np.ndarray, n_tracks: int, b
 def run_refine_task(task: RefineTask) -> list[Arrays | None]:
     """:func:`refine_block` for each block of the task; spilled to ``folder`` (returns None) or returned."""
     out: list[Arrays | None] = []
-    for i, index in enumerate(task.blocks):
+    desc = "refine" if task.refine is not None else "statistics"
+    for i, index in enumerate(tqdm(task.blocks, desc=desc, unit="block", disable=not task.show_progress)):
         if task.frames is not None:
             frame = task.frames[i]
         else:
@@ -256,6 +260,7 @@ class TakeResult:
         frames: T; n_tracks: P; joints: J.
         options: the reconstruction settings (gap filling and filter).
         swaps_corrected, detections_associated: as in :class:`Reconstruction`.
+        show_progress: a progress bar over :meth:`joints_blocks`.
     """
 
     store: BlockStore
@@ -265,6 +270,7 @@ class TakeResult:
     options: ReconstructOptions
     swaps_corrected: int
     detections_associated: float
+    show_progress: bool = False
 
     @property
     def blocks(self) -> list[tuple[int, int]]:
@@ -305,7 +311,7 @@ class TakeResult:
         margin = halo + gap + 1
         blocks = self.blocks
         cache: dict[int, Arrays] = {}
-        for t0, t1 in blocks:
+        for t0, t1 in tqdm(blocks, desc="write pose3d", unit="block", disable=not self.show_progress):
             if t1 <= t0:
                 continue
             lo, hi = max(0, t0 - margin), min(self.frames, t1 + margin)
@@ -355,7 +361,7 @@ def _serial(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
 
 def reconstruct_take(rig: Rig, source: KeypointSource | np.ndarray, flip_pairs: Sequence[tuple[int, int]],
                      bones: Sequence[tuple[int, int]], options: ReconstructOptions, store: BlockStore,
-                     task_frames: int = 0, mapper: Mapper | None = None) -> TakeResult:
+                     task_frames: int = 0, mapper: Mapper | None = None, show_progress: bool = False) -> TakeResult:
     """Associate, triangulate, track and refine a take block by block (see the module doc).
 
     Args:
@@ -366,6 +372,7 @@ def reconstruct_take(rig: Rig, source: KeypointSource | np.ndarray, flip_pairs: 
         store: where the blocks go (a folder store keeps memory bounded).
         task_frames: frames per parallel task (whole blocks; 0 = one task).
         mapper: runs a module-level function over items, in order (``StageContext.map``); None = here.
+        show_progress: progress bars over each task's blocks (and :meth:`TakeResult.joints_blocks`).
 
     Returns:
         A :class:`TakeResult` reading its blocks from ``store`` (keep the store open while using it).
@@ -378,8 +385,8 @@ def reconstruct_take(rig: Rig, source: KeypointSource | np.ndarray, flip_pairs: 
     pairs, bone_list = tuple(map(tuple, flip_pairs)), tuple(map(tuple, bones))
     groups = task_groups(len(ranges), task_frames)
 
-    tasks = [FrameTask(rig, _task_source(src, ranges, g), tuple((i, *ranges[i]) for i in g), pairs, options, folder)
-             for g in groups]
+    tasks = [FrameTask(rig, _task_source(src, ranges, g), tuple((i, *ranges[i]) for i in g), pairs, options, folder,
+                       show_progress) for g in groups]
     summaries = [s for part in mapper(run_frame_task, tasks) for s in part]
     for s in summaries:
         if s.arrays is not None:
@@ -404,7 +411,7 @@ def reconstruct_take(rig: Rig, source: KeypointSource | np.ndarray, flip_pairs: 
 
     refine_tasks = [RefineTask(rig, tuple(g), tuple(track_of[i] for i in g),
                                None if folder is not None else tuple(store.get("frame", i) for i in g),
-                               folder, n_tracks, bone_list, options.refine, lengths) for g in groups]
+                               folder, n_tracks, bone_list, options.refine, lengths, show_progress) for g in groups]
     for g, part in zip(groups, mapper(run_refine_task, refine_tasks)):
         for i, arrays in zip(g, part):
             if arrays is not None:
@@ -412,7 +419,7 @@ def reconstruct_take(rig: Rig, source: KeypointSource | np.ndarray, flip_pairs: 
     detections = sum(s.detections for s in summaries)
     J = store.get("frame", 0, ("points",))["points"].shape[2]
     return TakeResult(store, T, n_tracks, J, options, sum(s.swaps_corrected for s in summaries),
-                      kept / detections if detections else 0.0)
+                      kept / detections if detections else 0.0, show_progress)
 
 
 def _task_source(src: KeypointSource, ranges: list[tuple[int, int]], group: list[int]) -> KeypointSource:
