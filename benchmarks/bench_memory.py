@@ -21,9 +21,9 @@ to the shortest length (flat memory ~ 1.0).
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_memory.py [--frames 1000 10000] [--keep DIR]``
 (``--quick``: 100 and 400 frames, a smoke test). ``--keypoints truth`` feeds triangulate the
-ground-truth people instead of the fast detector's output (which finds 8-13 "people" per camera
-at 128x96 and so hundreds of short tracks): triangulate's arrays are (frames x tracks), so its
-memory grows with the take times the number of tracks, and the truth run isolates the first.
+ground-truth people instead of the fast detector's output (which finds 6-8 "people" per camera
+at 128x96 and so hundreds of short tracks): triangulate's output is (frames x tracks), so its
+file grows with the take times the number of tracks, and the truth run isolates the take length.
 """
 
 from __future__ import annotations
