@@ -1,10 +1,11 @@
-"""The triangulate stage's 2D keypoints, streamed: :func:`open_pose2d`, the block-wise twin of ``load_pose2d``.
+"""The triangulate stage's 2D keypoints, streamed: :func:`open_pose2d` and :class:`Pose2DSource`.
 
-:func:`open_pose2d` checks ``pose2d/<cam>.npz`` against the rig and each other exactly as
-:func:`pipeline.triangulation.io.load_pose2d` does (same errors, same warnings and info lines),
-but holds only (T,) arrays per camera (:class:`~pipeline.pose2d.reader.Pose2DReader`).
-:meth:`Pose2DSource.read` then gives any block of frames, equal to the same block of
-``load_pose2d(...).keypoints``.
+:func:`open_pose2d` checks ``pose2d/<cam>.npz`` against the rig and each other (camera names,
+frame counts and numbers, cameras without any keypoint: one-line errors or warnings) but holds
+only (T,) arrays per camera (:class:`~pipeline.pose2d.reader.Pose2DReader`).
+:meth:`Pose2DSource.read` then gives any block of frames, equal to the same block of the whole
+take loaded at once (the stage's loader before it streamed, kept as the reference in
+``tests/triangulation/whole_take_reference.py``).
 
 With a ``sync.yaml`` each block is resampled from the few source frames it needs: resampling
 at a position p uses source frames floor(p) and floor(p) + 1 only
@@ -86,7 +87,7 @@ class Pose2DSource:
     def read(self, t0: int, t1: int) -> np.ndarray:
         """Keypoints (C, t1 - t0, P, J, 3) of :attr:`dtype`, ``[x, y, score]`` (pixels), of frames ``t0 .. t1 - 1``.
 
-        Equal to ``load_pose2d(...).keypoints[:, t0:t1]``: a camera's missing slots are x = y = NaN,
+        Equal to the whole take's keypoints ``[:, t0:t1]``: a camera's missing slots are x = y = NaN,
         score 0. Needs ``0 <= t0 <= t1 <= frames``.
         """
         if not 0 <= t0 <= t1 <= self.frames:
@@ -112,13 +113,16 @@ class Pose2DSource:
 
 def open_pose2d(pose2d_dir: Path, rig: Rig, rig_path: Path, n_joints: int, log: logging.Logger | None = None,
                 sync: SyncTable | None = None) -> Pose2DSource:
-    """Open ``pose2d/<cam>.npz`` for the cameras of ``rig`` and check them as ``load_pose2d`` does.
+    """Open ``pose2d/<cam>.npz`` for the cameras of ``rig`` and check them against the rig and each other.
 
     Each file is read once, block by block, to validate it; afterwards only (T,) arrays stay in
     memory. Close the source (or use it as a context manager) when done.
 
     Raises:
-        PosecapError: the errors of ``load_pose2d`` for the same inputs, with the same messages.
+        PosecapError: no keypoint files, a file for a camera the rig lacks, a joint count other than
+            ``n_joints``, frame counts or frame numbers that differ between cameras (unless
+            synchronized), a non-increasing ``frame_index`` under ``sync``, or fewer than two
+            cameras with keypoints; a file's own problems as :class:`~pipeline.pose2d.reader.Pose2DReader`.
     """
     log = log or logging.getLogger("posecap")
     readers: dict[str, Pose2DReader] = {}
@@ -217,7 +221,7 @@ def _timeline(readers: dict[str, Pose2DReader], timings: dict[str, CameraTiming]
     """The reference timeline: (T,) int64 frame numbers and (T,) times, seconds.
 
     The frames of the reference clock's first camera; without one, frames ``k / reference_fps``
-    covering every camera's span (as ``load_pose2d``).
+    covering every camera's span.
     """
     ref = next((n for n in readers if timings[n].clock == sync.reference), None)
     if ref is not None:
@@ -234,7 +238,7 @@ def _timeline(readers: dict[str, Pose2DReader], timings: dict[str, CameraTiming]
 
 def _synchronize(readers: dict[str, Pose2DReader], sync: SyncTable, pose2d_dir: Path, log: logging.Logger,
                  ) -> tuple[dict[str, CameraTiming], np.ndarray, np.ndarray, dict[str, bool]]:
-    """Map every camera onto the reference timeline of ``sync`` (checks and log lines of ``load_pose2d``).
+    """Map every camera onto the reference timeline of ``sync`` (checked, one info line per camera).
 
     Returns:
         (camera -> timing, (T,) timeline frame numbers, (T,) timeline times in seconds,
