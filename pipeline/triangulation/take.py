@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from pipeline.geometry.rig import Rig
 from pipeline.geometry.triangulate import reprojection_errors
-from pipeline.triangulation.blocks import Arrays, BlockStore, save_block
+from pipeline.triangulation.blocks import Arrays, BlockStore, block_path, save_block
 from pipeline.triangulation.filters import butterworth, fill_gaps, one_euro
 from pipeline.triangulation.reconstruct import (
     FRAME_BLOCK,
@@ -213,7 +213,7 @@ def run_refine_task(task: RefineTask) -> list[Arrays | None]:
         if task.frames is not None:
             frame = task.frames[i]
         else:
-            with np.load(Path(task.folder) / f"frame_{index:06d}.npz", allow_pickle=False) as npz:
+            with np.load(block_path(task.folder, "frame", index), allow_pickle=False) as npz:
                 frame = {n: npz[n] for n in ("points", "uv", "weights", "inliers")}
         arrays = refine_block(task.rig, frame, task.track_of[i], task.n_tracks, task.bones, task.refine,
                               task.lengths)
