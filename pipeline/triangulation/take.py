@@ -384,6 +384,7 @@ def reconstruct_take(rig: Rig, source: KeypointSource | np.ndarray, flip_pairs: 
     folder = store.folder
     pairs, bone_list = tuple(map(tuple, flip_pairs)), tuple(map(tuple, bones))
     groups = task_groups(len(ranges), task_frames)
+    show_progress = show_progress and len(ranges) > 1  # no bars for a take of one block
 
     tasks = [FrameTask(rig, _task_source(src, ranges, g), tuple((i, *ranges[i]) for i in g), pairs, options, folder,
                        show_progress) for g in groups]
