@@ -19,16 +19,17 @@ import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipeline.artifacts import ArraySpec, read_npz, write_bytes, write_npz, write_npz_streamed
 from pipeline.errors import ArtifactError
 
-__all__ = ["PARTIAL_DIR", "ChunkInfo", "ChunkStore", "CountedBlocks", "DetectionCounts", "chunk_blocks",
-           "clean_keypoints", "clear_partial", "empty_keypoints", "frame_blocks", "last_frame",
-           "pad_people", "read_chunk", "read_pose2d", "read_pose2d_arrays", "stack_frames", "write_pose2d",
-           "write_pose2d_blocks"]
+__all__ = ["PARTIAL_DIR", "ChunkInfo", "ChunkStore", "CountedBlocks", "DetectionCounts", "check_pose2d_values",
+           "chunk_blocks", "clean_keypoints", "clear_partial", "empty_keypoints", "first_bad_score", "frame_blocks",
+           "last_frame", "pad_people", "pose2d_specs", "read_chunk", "read_pose2d", "read_pose2d_arrays",
+           "stack_frames", "write_pose2d", "write_pose2d_blocks"]
 
 PARTIAL_DIR = ".partial"
 PAD_BLOCK_FRAMES = 1024  # empty frames appended per block by frame_blocks
@@ -165,6 +166,27 @@ def read_pose2d(path: str | Path, joints: int | None = None) -> tuple[np.ndarray
     return arrays["keypoints"].astype(np.float32), arrays["frame_index"].astype(np.int64)
 
 
+def pose2d_specs(joints: int | None) -> dict[str, ArraySpec]:
+    """The array specs of a ``pose2d/<cam>.npz`` (J = ``joints`` when given), in the order they are checked."""
+    return {"keypoints": ArraySpec(("T", None, joints, 3)), "frame_index": ArraySpec(("T",), kind="iu")}
+
+
+def first_bad_score(keypoints: np.ndarray) -> Any:
+    """The first score (channel 2 of keypoints (..., 3)) that is not finite or outside [0, 1]; None if all are fine."""
+    score = keypoints[..., 2]
+    ok = np.isfinite(score) & (score >= 0.0) & (score <= 1.0)
+    return None if ok.all() else score[~ok][0]
+
+
+def check_pose2d_values(path: str | Path, bad_score: Any, frame_index: np.ndarray) -> None:
+    """Raise the one-line error for a bad score (from :func:`first_bad_score`) or repeated frame numbers."""
+    if bad_score is not None:
+        raise ArtifactError(f"{path}: array 'keypoints' has a score of {bad_score}; scores (channel 2) must lie in "
+                            "[0, 1], with 0 for a missing joint")
+    if len(np.unique(frame_index)) != len(frame_index):
+        raise ArtifactError(f"{path}: array 'frame_index' repeats frame numbers; each frame must appear once")
+
+
 def read_pose2d_arrays(path: str | Path, joints: int | None = None) -> dict[str, np.ndarray]:
     """Every array of a ``pose2d/<cam>.npz``, its shapes, dtypes and values checked.
 
@@ -174,18 +196,11 @@ def read_pose2d_arrays(path: str | Path, joints: int | None = None) -> dict[str,
     Raises:
         ArtifactError: naming the file, the array and what is wrong.
     """
-    spec = {"keypoints": ArraySpec(("T", None, joints, 3)), "frame_index": ArraySpec(("T",), kind="iu")}
-    arrays = read_npz(path, spec)
+    arrays = read_npz(path, pose2d_specs(joints))
     kp, frames = arrays["keypoints"], arrays["frame_index"]
     if len(frames) == 0:
         raise ArtifactError(f"{path}: arrays 'keypoints' and 'frame_index' hold no frame; regenerate the file")
-    score = kp[..., 2]
-    if not (np.isfinite(score).all() and score.min(initial=0.0) >= 0.0 and score.max(initial=0.0) <= 1.0):
-        bad = score[~(np.isfinite(score) & (score >= 0.0) & (score <= 1.0))][0]
-        raise ArtifactError(f"{path}: array 'keypoints' has a score of {bad}; scores (channel 2) must lie in "
-                            "[0, 1], with 0 for a missing joint")
-    if len(np.unique(frames)) != len(frames):
-        raise ArtifactError(f"{path}: array 'frame_index' repeats frame numbers; each frame must appear once")
+    check_pose2d_values(path, first_bad_score(kp), frames)
     return arrays
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from pipeline.artifacts import ArraySpec, check_array
 from pipeline.errors import ArtifactError
-from pipeline.pose2d.io import read_pose2d_arrays
+from pipeline.pose2d.io import check_pose2d_values, first_bad_score, pose2d_specs, read_pose2d_arrays
 
 __all__ = ["SCAN_BLOCK_BYTES", "Pose2DReader", "frame_stats"]
 
@@ -50,11 +50,6 @@ def frame_stats(keypoints: np.ndarray) -> tuple[np.ndarray, bool]:
     """
     finite = np.isfinite(keypoints[..., :2])
     return finite.all(-1).any(axis=(1, 2)), bool(finite.any())
-
-
-def _pose2d_specs(joints: int | None) -> dict[str, ArraySpec]:
-    """The array specs ``read_pose2d_arrays`` checks (same order)."""
-    return {"keypoints": ArraySpec(("T", None, joints, 3)), "frame_index": ArraySpec(("T",), kind="iu")}
 
 
 @dataclass(frozen=True)
@@ -236,7 +231,7 @@ class Pose2DReader:
 
     def _validate(self, path: str | Path, joints: int | None, layout: _Layout, scan: _Scan) -> None:
         """Raise what ``read_pose2d_arrays`` raises for this file, from its header and the scan's findings."""
-        specs, sizes = _pose2d_specs(joints), {}
+        specs, sizes = pose2d_specs(joints), {}
         where = f"{self.path}: array 'keypoints'"
         shape_only = np.broadcast_to(np.zeros((), layout.dtype), layout.shape)  # no memory: header checks only
         check_array(shape_only, dataclasses.replace(specs["keypoints"], finite_or_nan=False), where, sizes)
@@ -244,12 +239,7 @@ class Pose2DReader:
             check_array(np.full(1, np.inf, layout.dtype), ArraySpec((None,)), where)  # raises its +-inf message
         frame_index = layout.others["frame_index"]
         check_array(frame_index, specs["frame_index"], f"{self.path}: array 'frame_index'", sizes)
-        # the messages below are read_pose2d_arrays's, word for word
-        if scan.bad_score is not None:
-            raise ArtifactError(f"{path}: array 'keypoints' has a score of {scan.bad_score}; scores (channel 2) must "
-                                "lie in [0, 1], with 0 for a missing joint")
-        if len(np.unique(frame_index)) != len(frame_index):
-            raise ArtifactError(f"{path}: array 'frame_index' repeats frame numbers; each frame must appear once")
+        check_pose2d_values(path, scan.bad_score, frame_index)
 
     def read(self, t0: int, t1: int) -> np.ndarray:
         """Keypoints of frames ``t0 .. t1 - 1``: (t1 - t0, P, J, 3) of :attr:`dtype`, x, y in pixels, score.
@@ -297,7 +287,4 @@ def _scan_block(scan: _Scan, block: np.ndarray, t0: int) -> None:
     scan.any_observed |= any_observed
     scan.has_inf |= bool(np.isinf(block).any())
     if scan.bad_score is None:
-        score = block[..., 2]
-        ok = np.isfinite(score) & (score >= 0.0) & (score <= 1.0)
-        if not ok.all():
-            scan.bad_score = score[~ok][0]
+        scan.bad_score = first_bad_score(block)
