@@ -14,9 +14,9 @@ carry across any split and memory can stay bounded on long takes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from pipeline.triangulation.association import AssociationOptions, associate, ga
 from pipeline.triangulation.blocks import BlockStore
 from pipeline.triangulation.refine import RefineOptions
 from pipeline.triangulation.tracking import TrackingOptions
+
+# ``map(fn, items) -> [fn(item) for item in items]``, possibly in parallel (``StageContext.map``)
+Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 
 # Frames associated and triangulated together. Results depend on this grid (consensus sampling
 # draws per block), never on how the blocks are spread over workers; chunks are whole blocks.
@@ -142,7 +145,8 @@ def frame_work(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int, 
 
 
 def reconstruct(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int, int]],
-                bones: Sequence[tuple[int, int]], options: ReconstructOptions) -> Reconstruction:
+                bones: Sequence[tuple[int, int]], options: ReconstructOptions, task_frames: int = 0,
+                mapper: Mapper | None = None) -> Reconstruction:
     """Triangulate and track every person.
 
     The take is worked on in blocks of :data:`FRAME_BLOCK` frames
@@ -156,8 +160,12 @@ def reconstruct(rig: Rig, keypoints: np.ndarray, flip_pairs: Sequence[tuple[int,
         flip_pairs: left/right joint pairs (swap correction).
         bones: skeleton bones (refinement).
         options: see :class:`ReconstructOptions`.
+        task_frames: frames per parallel task (rounded down to whole blocks; 0 = one task).
+        mapper: runs a module-level function over items, in order, possibly in parallel
+            (``StageContext.map``); None = here, one after the other.
     """
     from pipeline.triangulation.take import reconstruct_take  # take.py builds on this module
 
     with BlockStore() as store:
-        return reconstruct_take(rig, np.asarray(keypoints), flip_pairs, bones, options, store).to_reconstruction()
+        return reconstruct_take(rig, np.asarray(keypoints), flip_pairs, bones, options, store, task_frames,
+                                mapper).to_reconstruction()

@@ -36,15 +36,13 @@ from pipeline.triangulation.blocks import Arrays, BlockStore, block_path, save_b
 from pipeline.triangulation.filters import butterworth, fill_gaps, one_euro
 from pipeline.triangulation.reconstruct import (
     FRAME_BLOCK,
+    Mapper,
     Reconstruction,
     ReconstructOptions,
     frame_work,
 )
 from pipeline.triangulation.refine import RefineOptions, TrackObservations, refine_chunk
 from pipeline.triangulation.tracking import Tracker
-
-# ``map(fn, items) -> [fn(item) for item in items]``, possibly in parallel (``StageContext.map``)
-Mapper = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 
 # frames of context on each side of an output block for the temporal filter
 FILTER_HALO = 128
@@ -191,11 +189,10 @@ def refine_block(rig: Rig, frame: Arrays, track_of: np.ndarray, n_tracks: int, b
     slot_points[t_idx, k_idx] = frame["points"][t_idx, k_idx]
     tracks = obs.tracks_in(0, n_frames)
     if refine is not None and tracks.size:
-        local = obs.local_index(0, n_frames, tracks)
-        joints = np.full((n_frames, tracks.size, J, 3), np.nan)
-        joints[t_idx, local[t_idx, k_idx]] = slot_points[t_idx, k_idx]
         uv_d, w_d = obs.dense(0, n_frames, tracks)
-        refined = refine_chunk(rig, joints, uv_d, w_d, bones, refine, lengths[tracks])
+        refined = refine_chunk(rig, _dense(track_of, slot_points, tracks, np.nan), uv_d, w_d, bones, refine,
+                               lengths[tracks])
+        local = obs.local_index(0, n_frames, tracks)
         slot_points[t_idx, k_idx] = refined[t_idx, local[t_idx, k_idx]]
     used = (weights > 0) & np.isfinite(slot_points).all(-1)[None]  # (C, t, K, J)
     err = reprojection_errors(rig, slot_points, uv)

@@ -12,7 +12,6 @@ from pipeline.executors import InlineExecutor
 from pipeline.executors.local import LocalPoolExecutor
 from pipeline.skeleton import COCO17
 from pipeline.stage import StageContext
-from pipeline.triangulation.chunks import reconstruct_in_tasks
 from pipeline.triangulation.reconstruct import FRAME_BLOCK, reconstruct
 from pipeline.triangulation.take import block_ranges, task_groups
 from stages.pose2d import STAGE as POSE2D
@@ -59,7 +58,7 @@ def test_chunked_triangulation_equals_one_process_with_identities(long_take):
         calls.append(len(items))
         return InlineExecutor().map(fn, items)
 
-    split = reconstruct_in_tasks(RIG, kp, COCO17.flip_pairs, COCO17.bones, options, FRAME_BLOCK, mapper)
+    split = reconstruct(RIG, kp, COCO17.flip_pairs, COCO17.bones, options, FRAME_BLOCK, mapper)
     assert calls == [3, 3]  # per-frame work and refinement, three frame ranges each
     for field in ("joints", "reprojection_error_px", "views_used"):
         np.testing.assert_array_equal(getattr(whole, field), getattr(split, field))
