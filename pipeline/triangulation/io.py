@@ -52,21 +52,24 @@ class _PeopleStats:
         self.views_n += (views > 0).sum(axis=(0, 2))
 
     def people(self) -> list[dict[str, Any]]:
-        def mean(total: float, n: int) -> float | None:
-            return round(float(total / n), 3) if n else None
-
+        """pose3d.yaml's ``people`` entries."""
         return [{
             "id": p,
             "frames_visible": int(self.visible[p]),
             "first_frame": int(self.first[p]) if self.visible[p] else None,
             "last_frame": int(self.last[p]) if self.visible[p] else None,
-            "mean_reprojection_error_px": mean(self.err_sum[p], self.err_n[p]),
-            "mean_views_used": mean(self.views_sum[p], self.views_n[p]),
+            "mean_reprojection_error_px": _mean(self.err_sum[p], self.err_n[p]),
+            "mean_views_used": _mean(self.views_sum[p], self.views_n[p]),
         } for p in range(len(self.visible))]
 
     def mean_error(self) -> float | None:
-        n = int(self.err_n.sum())
-        return round(float(self.err_sum.sum() / n), 3) if n else None
+        """The mean reprojection error over every person and frame, px (None when nothing was triangulated)."""
+        return _mean(self.err_sum.sum(), int(self.err_n.sum()))
+
+
+def _mean(total: float, n: int) -> float | None:
+    """``total / n`` rounded to 3 decimals; None when ``n`` is 0."""
+    return round(float(total / n), 3) if n else None
 
 
 def _tapped(blocks: Iterable[np.ndarray], dtype: type, tap: Callable[[np.ndarray, int], None]) -> Iterator[np.ndarray]:
