@@ -390,22 +390,27 @@ def reconstruct_take(rig: Rig, source: KeypointSource | np.ndarray, flip_pairs: 
         if s.arrays is not None:
             store.put("frame", s.index, s.arrays)
 
+    # one pass: track, and keep each tracked slot's bone lengths and detection count under its raw
+    # track number (the final numbers are known only once every block is tracked)
     tracker = Tracker(options.tracking)
-    raws = [tracker.step(store.get("frame", i, ("points",))["points"]) for i in range(len(ranges))]
+    bone_idx = np.asarray(bones, dtype=np.int64).reshape(-1, 2)
+    raws, ids, samples, found = [], [], [], []
+    for i in range(len(ranges)):
+        frame = store.get("frame", i, ("points", "members"))
+        raw = tracker.step(frame["points"])
+        raws.append(raw)
+        a, b = _bone_samples(frame["points"], raw, bone_idx)
+        ids.append(a)
+        samples.append(b)
+        found.append((frame["members"][raw >= 0] >= 0).sum(-1))  # detections in each tracked slot
     remap = tracker.remap()
     n_tracks = int(remap.max(initial=-1)) + 1
     track_of = [remap[r] for r in raws]
     del raws
-    bone_idx = np.asarray(bones, dtype=np.int64).reshape(-1, 2)
-    ids, samples, kept = [], [], 0
-    for i, tr in enumerate(track_of):
-        frame = store.get("frame", i, ("points", "members"))
-        a, b = _bone_samples(frame["points"], tr, bone_idx)
-        ids.append(a)
-        samples.append(b)
-        kept += int(((frame["members"] >= 0) & (tr >= 0)[..., None]).sum())
-    lengths = median_bone_lengths(np.concatenate(ids), np.concatenate(samples), n_tracks)
-    del ids, samples
+    final = remap[np.concatenate(ids)]
+    kept = int(np.concatenate(found)[final >= 0].sum())
+    lengths = median_bone_lengths(final[final >= 0], np.concatenate(samples)[final >= 0], n_tracks)
+    del ids, samples, found
 
     refine_tasks = [RefineTask(rig, tuple(g), tuple(track_of[i] for i in g),
                                None if folder is not None else tuple(store.get("frame", i) for i in g),
