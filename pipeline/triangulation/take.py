@@ -420,7 +420,7 @@ def reconstruct_take(rig: Rig, source: KeypointSource | np.ndarray, flip_pairs: 
             if arrays is not None:
                 store.put("refined", i, arrays)
     detections = sum(s.detections for s in summaries)
-    J = store.get("frame", 0, ("points",))["points"].shape[2]
+    J = frame["points"].shape[2]  # the last frame block read above (there is always one)
     return TakeResult(store, T, n_tracks, J, options, sum(s.swaps_corrected for s in summaries),
                       kept / detections if detections else 0.0, show_progress)
 
