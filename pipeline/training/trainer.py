@@ -107,7 +107,12 @@ class Trainer:
         self._pool, self._heldout = pool, heldout
 
     def init_weights(self, path: str | Path, prefix: str) -> int:
-        """Copy the weights named ``prefix*`` of an exported checkpoint into the model; returns how many."""
+        """Copy the weights named ``prefix*`` of an exported checkpoint into the model; returns how many.
+
+        Transformer blocks the checkpoint does not have (a model deepened from a shallower one)
+        start as the identity: their attention and MLP output projections are zero, so the deeper
+        model computes exactly what the checkpoint computed until training moves them.
+        """
         ck = load_checkpoint(path)
         source = ck.get("ema") or ck["model"] if isinstance(ck, dict) else None
         if not isinstance(source, dict):
@@ -119,6 +124,11 @@ class Trainer:
             raise ArtifactError(f"{path}: cannot initialise from it: {len(picked)} weights named {prefix}*, "
                                 f"shape mismatch in {bad[:3]}")
         self.model.load_state_dict(picked, strict=False)
+        for name, block in self.model.backbone.blocks.named_children():
+            if not any(k.startswith(f"backbone.blocks.{name}.") for k in source):
+                for layer in (block.attn.proj, block.mlp.fc2):
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
         return len(picked)
 
     # ------------------------------------------------------------------ data

@@ -126,3 +126,30 @@ def test_init_from_exported_backbone(tmp_path, topdown_pool):
     for name, value in target.model.state_dict().items():
         if name.startswith("backbone."):
             assert torch.equal(value, source.model.state_dict()[name]), name
+
+
+def test_init_from_shallower_model_starts_as_identity(tmp_path, topdown_pool):
+    """Blocks the checkpoint lacks start as the identity: the deeper model's outputs equal the source's."""
+    from dataclasses import replace
+
+    from pipeline.training.checkpoint import export_weights
+
+    source = Trainer(tiny_sections(tmp_path, steps=2), progress=False, pool=topdown_pool)
+    _losses(source, 2)
+    path = tmp_path / "src.pt"
+    export_weights(path, source.model.state_dict(), source.cfg.model, dtype=torch.float32)
+    sections = tiny_sections(tmp_path, steps=2)
+    deeper = replace(sections.model, backbone=replace(sections.model.backbone, depth=3))
+    train = replace(sections.train, init_from=str(path), init_prefix="")
+    target = Trainer(type(sections)(deeper, sections.data, train, None), progress=False, pool=topdown_pool)
+    assert len(target.model.backbone.blocks) == 3
+    x = torch.randn(2, 3, 48, 32)
+    source.model.eval()
+    target.model.eval()
+    with torch.no_grad():
+        assert torch.allclose(target.model(x), source.model(x), atol=1e-6)
+    new = target.model.backbone.blocks[2]
+    assert not new.attn.proj.weight.any() and not new.mlp.fc2.weight.any()
+    assert new.attn.qkv.weight.any()  # the rest keeps its random init, so training can move it
+    _losses(target, 2)
+    assert new.attn.proj.weight.any()
